@@ -1,0 +1,195 @@
+"""Training losses, each registered by name and called as ``loss(z, y) -> scalar``.
+
+* ``gccs`` — the Gaussian class-conditional simplex loss of Ali, Migliorati, Bianchi
+  and Magli, "Beyond cross-entropy" (eqs. 1–2): per-class KL divergence between the
+  batch statistics of z and the target Gaussian N(μ·e_i, σ²·I), plus a kurtosis term.
+* ``ce`` — cross-entropy on z used as logits (the "no defense" baseline).
+
+Every loss maps z of shape (batch, D) and integer labels y of shape (batch,) to a
+scalar tensor. ``LOSSES`` holds factories ``factory(num_classes, **hyper) -> nn.Module``;
+``LossSpec`` records each loss's hyper-parameters and training defaults so that the CLI
+and run metadata can be generated from one place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robench.errors import RobenchError
+from robench.registry import Registry
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: how to build it and how to train with it.
+
+    ``hyper`` lists the constructor's keyword hyper-parameters with their defaults.
+    ``objective_scale`` multiplies the loss value before back-propagation (the value
+    itself, which is logged, stays the paper's); ``grad_clip`` is the default maximum
+    global gradient norm (``None`` = no clipping). See ``docs`` in :class:`GCCSLoss`.
+    """
+
+    factory: type[nn.Module]
+    hyper: dict[str, float | str] = field(default_factory=dict)
+    objective_scale: str = "none"
+    grad_clip: float | None = None
+
+
+LOSSES: Registry[LossSpec] = Registry("loss")
+
+
+class GCCSLoss(nn.Module):
+    """Gaussian class-conditional simplex loss, eq. (2) of Ali et al. ("Beyond cross-entropy").
+
+    For every class i with at least two rows in the batch (classes with fewer rows
+    contribute nothing), with m_i the sample mean of its rows of z, S_i their unbiased
+    (n−1) sample covariance and s_i their biased per-component standard deviation::
+
+        L_i = D·log σ² − log det S_i − D + tr(S_i)/σ² + ‖μ·e_i − m_i‖²/σ²      (eq. 1)
+        K_i = mean_j mean_{b in i} ((z_bj − m_ij) / s_ij)⁴                     (kurtosis)
+        loss = Σ_i [L_i + λ·(K_i − 3)]                                          (eq. 2)
+
+    Eq. (1) is the KL divergence KL(N(m_i, S_i) ‖ N(μ e_i, σ² I)) times two, as printed.
+
+    Numerics (documented deviations that only matter for degenerate batches):
+
+    * ``log det S_i`` is computed by Cholesky of ``S_i + jitter·I`` (default jitter 1e-3,
+      i.e. 0.1 % of the target variance σ² = 1). With n_i ≤ D rows S_i is singular and the
+      jitter keeps the loss and its gradient finite; on a well-conditioned S_i with σ = 1
+      it shifts the loss by about D·jitter. A relative ridge of 1e-10·tr(S_i)/D is added
+      too, so exploding z cannot make the factorisation fail. Computed in float64.
+    * ``s_ij² `` gets ``variance_eps`` (1e-12) added before the square root so that a
+      component with zero spread gives a finite kurtosis instead of 0/0.
+    * ``covariance="diag"`` keeps only the diagonal of S_i (a product of variances in the
+      determinant, the sum of variances in the trace): cheaper and better behaved for many
+      classes (e.g. CIFAR-100 with D = 100), where most classes have 0–2 rows per batch.
+
+    Shapes: z (batch, D) float, y (batch,) int in [0, D). Returns a 0-d tensor of z's dtype.
+    A batch in which no class has two rows returns ``0 · z.sum()``: zero, but connected to
+    z so ``backward()`` works on a small last batch.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        mu: float = 70.0,
+        sigma: float = 1.0,
+        kurtosis_weight: float = 0.2,
+        covariance: str = "full",
+        jitter: float = 1e-3,
+        variance_eps: float = 1e-12,
+    ):
+        super().__init__()
+        if covariance not in ("full", "diag"):
+            raise RobenchError(f"covariance must be 'full' or 'diag', got {covariance!r}")
+        if sigma <= 0:
+            raise RobenchError(f"sigma must be positive, got {sigma}")
+        if jitter < 0:
+            raise RobenchError(f"jitter must be >= 0, got {jitter}")
+        self.num_classes = num_classes
+        self.mu = float(mu)
+        self.sigma = float(sigma)
+        self.kurtosis_weight = float(kurtosis_weight)
+        self.covariance = covariance
+        self.jitter = float(jitter)
+        self.variance_eps = float(variance_eps)
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, mu={self.mu}, sigma={self.sigma}, "
+                f"kurtosis_weight={self.kurtosis_weight}, covariance={self.covariance!r}")
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        d = z.shape[1]
+        if d != self.num_classes:
+            raise ValueError(f"z has {d} columns but the loss was built for {self.num_classes} classes")
+        zd = z.double()
+        onehot = F.one_hot(y, d).double()                       # (B, D)
+        counts = onehot.sum(0)                                  # (D,)
+        valid = counts >= 2
+        if not bool(valid.any()):
+            return (z * 0).sum()
+        means = (onehot.T @ zd) / counts.clamp(min=1)[:, None]  # (D classes, D comps)
+        centered = zd - means[y]                                # each row minus its class mean
+        sq_sums = onehot.T @ centered.square()                  # (D, D): Σ_b (z_bj - m_ij)²
+        var_unbiased = sq_sums / (counts - 1).clamp(min=1)[:, None]
+        var_biased = sq_sums / counts.clamp(min=1)[:, None]
+        sigma2 = self.sigma**2
+
+        if self.covariance == "full":
+            outer = centered[:, :, None] * centered[:, None, :]  # (B, D, D)
+            scatter = torch.zeros(d, d, d, dtype=zd.dtype, device=z.device).index_add_(0, y, outer)
+            cov = scatter[valid] / (counts[valid] - 1)[:, None, None]
+            eye = torch.eye(d, dtype=zd.dtype, device=z.device)
+            trace = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1)
+            # absolute jitter plus a relative 1e-10 of the mean variance, so that huge z
+            # (a diverging network) cannot make S + jitter·I numerically indefinite
+            ridge = self.jitter + 1e-10 * trace.detach() / d
+            chol, info = torch.linalg.cholesky_ex(cov + ridge[:, None, None] * eye)
+            logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+            # non-finite z only: report NaN (the training loop stops with a clear message)
+            logdet = torch.where(info == 0, logdet, torch.full_like(logdet, float("nan")))
+        else:
+            v = var_unbiased[valid] + self.jitter
+            logdet = torch.log(v).sum(-1)
+            trace = var_unbiased[valid].sum(-1)
+
+        targets = self.mu * torch.eye(d, dtype=zd.dtype, device=z.device)[valid]
+        dist2 = (targets - means[valid]).square().sum(-1)
+        kl = d * math.log(sigma2) - logdet - d + trace / sigma2 + dist2 / sigma2
+
+        std = torch.sqrt(var_biased + self.variance_eps)       # (D, D)
+        std = torch.where(valid[:, None], std, torch.ones_like(std))  # 1-row classes: unused
+        fourth = (centered / std[y]).pow(4)                     # (B, D)
+        kurt = (onehot.T @ fourth)[valid] / counts[valid][:, None]
+        kurtosis = kurt.mean(-1)
+
+        loss = (kl + self.kurtosis_weight * (kurtosis - 3)).sum()
+        return loss.to(z.dtype)
+
+
+class CrossEntropyLoss(nn.Module):
+    """Cross-entropy on z used as logits, averaged over the batch (the no-defense baseline)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(z, y)
+
+
+LOSSES.add(
+    "gccs",
+    LossSpec(
+        GCCSLoss,
+        hyper={"mu": 70.0, "sigma": 1.0, "kurtosis_weight": 0.2, "covariance": "full"},
+        objective_scale="per-class-dim",
+        grad_clip=5.0,
+    ),
+    "Gaussian class-conditional simplex loss (Ali et al., eq. 2): KL to N(mu*e_i, sigma^2 I) + kurtosis",
+)
+LOSSES.add("ce", LossSpec(CrossEntropyLoss), "cross-entropy on z as logits (no defense)")
+
+
+def build_loss(name: str, num_classes: int, hyper: dict | None = None) -> nn.Module:
+    """Build loss ``name`` for D = ``num_classes`` with hyper-parameters over its defaults.
+
+    An unknown hyper-parameter name is a :class:`RobenchError` naming the known ones.
+    """
+    spec = LOSSES.get(name)
+    hyper = dict(hyper or {})
+    unknown = sorted(set(hyper) - set(spec.hyper))
+    if unknown:
+        known = ", ".join(spec.hyper) or "none"
+        raise RobenchError(f"loss {name!r} has no hyper-parameter {unknown[0]!r}; it takes: {known}")
+    return spec.factory(num_classes, **{**spec.hyper, **hyper})
+
+
+def prediction(z: torch.Tensor) -> torch.Tensor:
+    """Decision rule, eq. (3): argmax_i z_i — for GCCS also the nearest simplex vertex μ·e_i."""
+    return z.argmax(dim=1)
