@@ -29,14 +29,13 @@ class LossSpec:
     """A registered loss: how to build it and how to train with it.
 
     ``hyper`` lists the constructor's keyword hyper-parameters with their defaults.
-    ``objective_scale`` multiplies the loss value before back-propagation (the value
-    itself, which is logged, stays the paper's); ``grad_clip`` is the default maximum
-    global gradient norm (``None`` = no clipping). See ``docs`` in :class:`GCCSLoss`.
+    ``grad_clip`` is the loss's default maximum global gradient norm for training
+    (``None`` = no clipping); see "Training GCCS at the paper's learning rate" in
+    :class:`GCCSLoss`.
     """
 
     factory: type[nn.Module]
     hyper: dict[str, float | str] = field(default_factory=dict)
-    objective_scale: str = "none"
     grad_clip: float | None = None
 
 
@@ -68,6 +67,16 @@ class GCCSLoss(nn.Module):
     * ``covariance="diag"`` keeps only the diagonal of S_i (a product of variances in the
       determinant, the sum of variances in the trace): cheaper and better behaved for many
       classes (e.g. CIFAR-100 with D = 100), where most classes have 0–2 rows per batch.
+
+    Training GCCS at the paper's learning rate: the loss is a *sum* over classes of
+    D-dimensional KL terms whose targets sit at distance μ = 70, so its gradient with
+    respect to z is about three orders of magnitude larger than cross-entropy's. With SGD
+    at lr 0.01 the literal sum diverges to NaN within a few steps. The value stays eq. (2);
+    what robench changes is the optimiser step: ``gccs`` trains with global gradient-norm
+    clipping at 5 by default (Pascanu et al. 2013; ``--grad-clip``), which turns the early
+    huge gradients into bounded steps of length ≤ lr·5 and leaves small gradients alone.
+    Measured on Fashion-MNIST, small CNN, batch 128, lr 0.01, 3 epochs: no clipping → NaN
+    after the first steps; clipping at 5 → 90.1 % test accuracy (cross-entropy: 90.2 %).
 
     Shapes: z (batch, D) float, y (batch,) int in [0, D). Returns a 0-d tensor of z's dtype.
     A batch in which no class has two rows returns ``0 · z.sum()``: zero, but connected to
@@ -168,7 +177,6 @@ LOSSES.add(
     LossSpec(
         GCCSLoss,
         hyper={"mu": 70.0, "sigma": 1.0, "kurtosis_weight": 0.2, "covariance": "full"},
-        objective_scale="per-class-dim",
         grad_clip=5.0,
     ),
     "Gaussian class-conditional simplex loss (Ali et al., eq. 2): KL to N(mu*e_i, sigma^2 I) + kurtosis",

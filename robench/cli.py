@@ -1,0 +1,157 @@
+"""The ``robench`` command line (Typer). Each command parses its options and makes one library call.
+
+Bad input raises :class:`RobenchError`, printed here as one red line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from robench.errors import RobenchError
+from robench.progress import console
+
+app = typer.Typer(
+    name="robench",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Train classifiers with robust losses (GCCS and baselines) and benchmark them honestly under attack.\n\n"
+    "Start with `robench quickstart`, then `robench train --help`.",
+)
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if available, else CPU), cpu or cuda.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-epoch lines.")]
+
+
+class Kind(str, Enum):
+    datasets = "datasets"
+    models = "models"
+    losses = "losses"
+
+
+def _fail(exc: RobenchError) -> None:
+    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_options(pairs: list[str] | None, flag: str) -> dict:
+    """``key=value`` strings to a dict; values parsed as JSON when possible (numbers, lists)."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RobenchError(f"{flag} expects key=value, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@app.command("list")
+def list_(kind: Annotated[Kind, typer.Argument(help="What to list: datasets, models or losses.")]) -> None:
+    """List registered datasets, models or losses with one-line descriptions."""
+    from robench.data import DATASETS
+    from robench.losses import LOSSES
+    from robench.models import MODELS
+
+    registry = {"datasets": DATASETS, "models": MODELS, "losses": LOSSES}[kind.value]
+    width = max(len(n) for n in registry.names())
+    for entry in registry.entries():
+        typer.echo(f"{entry.name:<{width}}  {entry.description}")
+
+
+@app.command()
+def train(
+    dataset: Annotated[str, typer.Option(help="Dataset name (robench list datasets).")],
+    model: Annotated[str, typer.Option(help="Model name (robench list models).")],
+    loss: Annotated[str, typer.Option(help="Loss name (robench list losses).")],
+    out: Annotated[Path, typer.Option(help="Run directory to write: model.safetensors, run.json, train_log.csv.")],
+    epochs: Annotated[int, typer.Option(help="Number of epochs (the paper used 1800).")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Initial learning rate, cosine-decayed to 0 (paper: 0.01).")] = 0.01,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay (paper: 0.001).")] = 1e-3,
+    grad_clip: Annotated[Optional[float], typer.Option(
+        help="Max global gradient norm; 0 disables. Default: the loss's (gccs: 5, others: none).")] = None,
+    mu: Annotated[Optional[float], typer.Option(help="GCCS: distance mu_T of the class targets mu_T*e_i (70).")] = None,
+    sigma: Annotated[Optional[float], typer.Option(help="GCCS: target standard deviation sigma_T (1).")] = None,
+    kurtosis_weight: Annotated[Optional[float], typer.Option(help="GCCS: weight lambda of the kurtosis term (0.2).")] = None,
+    covariance: Annotated[Optional[str], typer.Option(
+        help="GCCS: 'full' (eq. 1) or 'diag' (diagonal covariance, for many classes).")] = None,
+    samples_per_class: Annotated[Optional[int], typer.Option(
+        help="Class-balanced batches: K rows of each of batch-size/K classes (use for many classes with GCCS).")] = None,
+    model_option: Annotated[Optional[list[str]], typer.Option(
+        "--model-option", help="Architecture option key=value, e.g. width=0.25 (repeatable).")] = None,
+    dataset_option: Annotated[Optional[list[str]], typer.Option(
+        "--dataset-option", help="Dataset option key=value, e.g. num_classes=5 for synthetic (repeatable).")] = None,
+    init: Annotated[Optional[Path], typer.Option(
+        help="Fine-tune: start from this run directory (same dataset and model), recorded as training=finetune.")] = None,
+    train_subset: Annotated[Optional[int], typer.Option(help="Use a seeded class-stratified subset of N training images.")] = None,
+    test_subset: Annotated[Optional[int], typer.Option(help="Use a seeded class-stratified subset of N test images.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling, dropout and subsets.")] = 0,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        help="Dataset directory (default: $ROBENCH_DATA or ~/.cache/robench/data).")] = None,
+    download: Annotated[bool, typer.Option(help="Download the dataset through torchvision if it is missing.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an unfinished run in --out from its last completed epoch.")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite a finished or unfinished run in --out.")] = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a classifier with a loss and write a checkpoint (model.safetensors + run.json)."""
+    from robench.train import TrainConfig, train as run_training
+
+    try:
+        hyper = {k: v for k, v in {"mu": mu, "sigma": sigma, "kurtosis_weight": kurtosis_weight,
+                                   "covariance": covariance}.items() if v is not None}
+        config = TrainConfig(
+            dataset=dataset, model=model, loss=loss, out=str(out), epochs=epochs,
+            dataset_options=_parse_options(dataset_option, "--dataset-option"),
+            model_options=_parse_options(model_option, "--model-option"), loss_hyper=hyper,
+            batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, grad_clip=grad_clip,
+            samples_per_class=samples_per_class, train_subset=train_subset, test_subset=test_subset,
+            seed=seed, init=str(init) if init else None)
+        meta = run_training(config, device=device, data_dir=str(data_dir) if data_dir else None,
+                            download=download, resume=resume, force=force, progress=not quiet)
+    except RobenchError as exc:
+        _fail(exc)
+    typer.echo(f"{out}: {meta['loss']} on {meta['dataset']}/{meta['model']}, {meta['epochs_done']} epochs, "
+               f"test accuracy {meta['test_accuracy']:.4f} (best {meta['best_test_accuracy']:.4f})")
+
+
+@app.command()
+def inspect(run_dir: Annotated[Path, typer.Argument(help="A run directory written by robench train.")]) -> None:
+    """Print a run's facts: data, model, loss, training mode, accuracy, history and provenance."""
+    from robench.inspection import describe_run
+
+    try:
+        typer.echo(describe_run(run_dir))
+    except RobenchError as exc:
+        _fail(exc)
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Where to put the two runs (ce/ and gccs/).")] = Path("runs/quickstart"),
+    epochs: Annotated[int, typer.Option(help="Epochs per run.")] = 30,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    force: Annotated[bool, typer.Option(help="Retrain even if finished runs exist in --out.")] = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Train small-cnn with ce and gccs on the bundled digits data (about a minute on CPU) and compare."""
+    from robench.quickstart import run_quickstart
+
+    try:
+        typer.echo(run_quickstart(out, epochs=epochs, seed=seed, force=force, device=device, progress=not quiet))
+    except RobenchError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,56 @@
+"""Progress display for long work (rich), switched off with ``--quiet``."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+
+class EpochProgress:
+    """One bar per training epoch showing batches, running loss and images/s, then a summary line."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> "EpochProgress":
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} img/s"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def start(self, description: str, total: int) -> None:
+        self._images = 0
+        self._t0 = time.perf_counter()
+        self._description = description
+        if self._progress is not None:
+            if self._task is not None:
+                self._progress.remove_task(self._task)
+            self._task = self._progress.add_task(description, total=total, loss="…", rate="…")
+
+    def advance(self, images: int, loss: float | None = None) -> None:
+        self._images += images
+        if self._progress is None:
+            return
+        fields = {"rate": f"{self._images / max(time.perf_counter() - self._t0, 1e-9):,.0f}"}
+        if loss is not None:
+            fields["loss"] = f"{loss:.4g}"
+        self._progress.update(self._task, advance=1, **fields)
+
+    def finish(self, record: dict) -> None:
+        if self.enabled:
+            console.print(
+                f"{self._description}: loss {record['loss']:.4g}  train acc {record['train_accuracy']:.4f}  "
+                f"test acc {record['test_accuracy']:.4f}  lr {record['lr']:.3g}  {record['seconds']:.1f} s")
