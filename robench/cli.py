@@ -68,38 +68,38 @@ def list_(kind: Annotated[Kind, typer.Argument(help="What to list: datasets, mod
 
 @app.command()
 def train(
-    dataset: Annotated[str, typer.Option(help="Dataset name (robench list datasets).")],
-    model: Annotated[str, typer.Option(help="Model name (robench list models).")],
-    loss: Annotated[str, typer.Option(help="Loss name (robench list losses).")],
+    dataset: Annotated[str, typer.Option(rich_help_panel="Data", help="Dataset name (robench list datasets).")],
+    model: Annotated[str, typer.Option(rich_help_panel="Model", help="Model name (robench list models).")],
+    loss: Annotated[str, typer.Option(rich_help_panel="Loss", help="Loss name (robench list losses).")],
     out: Annotated[Path, typer.Option(help="Run directory to write: model.safetensors, run.json, train_log.csv.")],
-    epochs: Annotated[int, typer.Option(help="Number of epochs (the paper used 1800).")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
-    lr: Annotated[float, typer.Option(help="Initial learning rate, cosine-decayed to 0 (paper: 0.01).")] = 0.01,
-    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay (paper: 0.001).")] = 1e-3,
-    grad_clip: Annotated[Optional[float], typer.Option(
+    epochs: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Number of epochs (the paper used 1800).")] = 10,
+    batch_size: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Mini-batch size.")] = 128,
+    lr: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Initial learning rate, cosine-decayed to 0 (paper: 0.01).")] = 0.01,
+    momentum: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Weight decay (paper: 0.001).")] = 1e-3,
+    grad_clip: Annotated[Optional[float], typer.Option(rich_help_panel="Optimisation", 
         help="Max global gradient norm; 0 disables. Default: the loss's (gccs: 5, others: none).")] = None,
-    mu: Annotated[Optional[float], typer.Option(help="GCCS: distance mu_T of the class targets mu_T*e_i (70).")] = None,
-    sigma: Annotated[Optional[float], typer.Option(help="GCCS: target standard deviation sigma_T (1).")] = None,
-    kurtosis_weight: Annotated[Optional[float], typer.Option(help="GCCS: weight lambda of the kurtosis term (0.2).")] = None,
-    covariance: Annotated[Optional[str], typer.Option(
+    mu: Annotated[Optional[float], typer.Option(rich_help_panel="Loss", help="GCCS: distance mu_T of the class targets mu_T*e_i (70).")] = None,
+    sigma: Annotated[Optional[float], typer.Option(rich_help_panel="Loss", help="GCCS: target standard deviation sigma_T (1).")] = None,
+    kurtosis_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Loss", help="GCCS: weight lambda of the kurtosis term (0.2).")] = None,
+    covariance: Annotated[Optional[str], typer.Option(rich_help_panel="Loss", 
         help="GCCS: 'full' (eq. 1) or 'diag' (diagonal covariance, for many classes).")] = None,
-    samples_per_class: Annotated[Optional[int], typer.Option(
+    samples_per_class: Annotated[Optional[int], typer.Option(rich_help_panel="Optimisation", 
         help="Class-balanced batches: K rows of each of batch-size/K classes (use for many classes with GCCS).")] = None,
-    model_option: Annotated[Optional[list[str]], typer.Option(
-        "--model-option", help="Architecture option key=value, e.g. width=0.25 (repeatable).")] = None,
-    dataset_option: Annotated[Optional[list[str]], typer.Option(
-        "--dataset-option", help="Dataset option key=value, e.g. num_classes=5 for synthetic (repeatable).")] = None,
-    init: Annotated[Optional[Path], typer.Option(
+    model_option: Annotated[Optional[list[str]], typer.Option("--model-option", 
+        rich_help_panel="Model", help="Architecture option key=value, e.g. width=0.25 (repeatable).")] = None,
+    dataset_option: Annotated[Optional[list[str]], typer.Option("--dataset-option", 
+        rich_help_panel="Data", help="Dataset option key=value, e.g. num_classes=5 for synthetic (repeatable).")] = None,
+    init: Annotated[Optional[Path], typer.Option(rich_help_panel="Optimisation", 
         help="Fine-tune: start from this run directory (same dataset and model), recorded as training=finetune.")] = None,
-    train_subset: Annotated[Optional[int], typer.Option(help="Use a seeded class-stratified subset of N training images.")] = None,
-    test_subset: Annotated[Optional[int], typer.Option(help="Use a seeded class-stratified subset of N test images.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling, dropout and subsets.")] = 0,
-    data_dir: Annotated[Optional[Path], typer.Option(
+    train_subset: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Use a seeded class-stratified subset of N training images.")] = None,
+    test_subset: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Use a seeded class-stratified subset of N test images.")] = None,
+    seed: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Seed for initialisation, shuffling, dropout and subsets.")] = 0,
+    data_dir: Annotated[Optional[Path], typer.Option(rich_help_panel="Data", 
         help="Dataset directory (default: $ROBENCH_DATA or ~/.cache/robench/data).")] = None,
-    download: Annotated[bool, typer.Option(help="Download the dataset through torchvision if it is missing.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an unfinished run in --out from its last completed epoch.")] = False,
-    force: Annotated[bool, typer.Option(help="Overwrite a finished or unfinished run in --out.")] = False,
+    download: Annotated[bool, typer.Option("--download", rich_help_panel="Data", help="Download the dataset through torchvision if it is missing.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished run in --out from its last completed epoch.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a finished or unfinished run in --out.")] = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
@@ -140,7 +140,7 @@ def quickstart(
     out: Annotated[Path, typer.Option(help="Where to put the two runs (ce/ and gccs/).")] = Path("runs/quickstart"),
     epochs: Annotated[int, typer.Option(help="Epochs per run.")] = 30,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
-    force: Annotated[bool, typer.Option(help="Retrain even if finished runs exist in --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if finished runs exist in --out.")] = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:

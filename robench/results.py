@@ -81,6 +81,8 @@ def package_versions() -> dict[str, str | None]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    versions["torch"] = torch.__version__  # keeps the build tag, e.g. +cu130 or +cpu
+    versions["cuda"] = torch.version.cuda
     return versions
 
 

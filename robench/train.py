@@ -25,11 +25,12 @@ import torch
 from robench.batches import epoch_batches
 from robench.checkpoints import (METADATA, TRAIN_STATE, WEIGHTS, build_from_metadata, check_compatible,
                                  load_checkpoint, load_tensors, load_weights, read_metadata, save_tensors)
-from robench.data import DataSplits, load_dataset
+from robench.data import DATASETS, DataSplits, load_dataset
 from robench.devices import resolve_device
 from robench.errors import RobenchError
 from robench.evaluate import accuracy
 from robench.losses import LOSSES, build_loss
+from robench.models import MODELS
 from robench.progress import EpochProgress
 from robench.results import atomic_write_json, atomic_write_text, environment, file_sha256, utc_now
 
@@ -69,6 +70,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise RobenchError(message)
+        DATASETS.get(self.dataset)
+        MODELS.get(self.model)
         LOSSES.get(self.loss)
 
     def resolved_grad_clip(self) -> float | None:

@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny seeded synthetic data and tiny training configs (CPU, seconds)."""
+
+import pytest
+import torch
+
+from robench.data import load_dataset
+from robench.train import TrainConfig
+
+SYNTH = {"num_classes": 4, "image_size": 8, "n_train": 128, "n_test": 64}
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture
+def synth_data():
+    return load_dataset("synthetic", options=SYNTH)
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A factory of 2-epoch small-cnn configs on 4-class 8x8 synthetic data."""
+
+    def make(loss="ce", out="run", **overrides):
+        fields = dict(dataset="synthetic", dataset_options=dict(SYNTH), model="small-cnn",
+                      model_options={"hidden": 16}, loss=loss, out=str(tmp_path / out), epochs=2, batch_size=32)
+        fields.update(overrides)
+        return TrainConfig(**fields)
+
+    return make
