@@ -129,23 +129,11 @@ class GCCSLoss(nn.Module):
         var_biased = sq_sums / counts.clamp(min=1)[:, None]
         sigma2 = self.sigma**2
 
+        trace = var_unbiased[valid].sum(-1)
         if self.covariance == "full":
-            outer = centered[:, :, None] * centered[:, None, :]  # (B, D, D)
-            scatter = torch.zeros(d, d, d, dtype=zd.dtype, device=z.device).index_add_(0, y, outer)
-            cov = scatter[valid] / (counts[valid] - 1)[:, None, None]
-            eye = torch.eye(d, dtype=zd.dtype, device=z.device)
-            trace = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1)
-            # absolute jitter plus a relative 1e-10 of the mean variance, so that huge z
-            # (a diverging network) cannot make S + jitter·I numerically indefinite
-            ridge = self.jitter + 1e-10 * trace.detach() / d
-            chol, info = torch.linalg.cholesky_ex(cov + ridge[:, None, None] * eye)
-            logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-            # non-finite z only: report NaN (the training loop stops with a clear message)
-            logdet = torch.where(info == 0, logdet, torch.full_like(logdet, float("nan")))
+            logdet = self._logdet_full(centered, y, counts, valid, trace)
         else:
-            v = var_unbiased[valid] + self.jitter
-            logdet = torch.log(v).sum(-1)
-            trace = var_unbiased[valid].sum(-1)
+            logdet = torch.log(var_unbiased[valid] + self.jitter).sum(-1)
 
         targets = self.mu * torch.eye(d, dtype=zd.dtype, device=z.device)[valid]
         dist2 = (targets - means[valid]).square().sum(-1)
@@ -159,6 +147,44 @@ class GCCSLoss(nn.Module):
 
         loss = (kl + self.kurtosis_weight * (kurtosis - 3)).sum()
         return loss.to(z.dtype)
+
+    def _logdet_full(self, centered, y, counts, valid, trace):
+        """log det(S_i + ridge_i·I) for the valid classes, by Cholesky.
+
+        S_i = C_iᵀC_i/(n_i−1) with C_i the class's centred rows. When every class has fewer
+        rows m than D (many classes, e.g. D = 100 at batch 128) the determinant lemma gives
+        det(ridge·I_D + C_iᵀC_i/(n_i−1)) = ridge^D · det(I_m + C_iC_iᵀ/((n_i−1)·ridge)),
+        an m×m factorisation instead of a D×D one. The ridge is the jitter plus 1e-10 of the
+        mean variance, so that huge z (a diverging network) cannot make the matrix
+        numerically indefinite; non-finite z gives NaN (the training loop stops with a message).
+        """
+        d = centered.shape[1]
+        rows = _rows_by_class(centered, y, counts)[valid]       # (V, m, D), zero-padded
+        n = counts[valid]
+        ridge = self.jitter + 1e-10 * trace.detach() / d
+        m = rows.shape[1]
+        if self.jitter > 0 and m < d:
+            gram = rows @ rows.transpose(1, 2) / ((n - 1) * ridge)[:, None, None]
+            matrix = gram + torch.eye(m, dtype=rows.dtype, device=rows.device)
+            offset = d * torch.log(ridge)
+        else:
+            cov = rows.transpose(1, 2) @ rows / (n - 1)[:, None, None]
+            matrix = cov + ridge[:, None, None] * torch.eye(d, dtype=rows.dtype, device=rows.device)
+            offset = torch.zeros_like(ridge)
+        chol, info = torch.linalg.cholesky_ex(matrix)
+        logdet = offset + 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        return torch.where(info == 0, logdet, torch.full_like(logdet, float("nan")))
+
+
+def _rows_by_class(values: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Rows of ``values`` (B, D) grouped by label: (num_classes, max count, D), zero-padded."""
+    order = torch.argsort(y, stable=True)
+    labels = y[order]
+    counts = counts.long()
+    starts = torch.cumsum(counts, 0) - counts
+    position = torch.arange(len(y), device=y.device) - starts[labels]
+    out = values.new_zeros(len(counts), int(counts.max()), values.shape[1])
+    return out.index_put((labels, position), values[order])
 
 
 class CrossEntropyLoss(nn.Module):

@@ -51,11 +51,13 @@ def test_gccs_matches_numpy_float64(d, per_class, diag):
     assert got == pytest.approx(want, rel=1e-5)
 
 
-def test_gccs_default_jitter_matches_numpy_with_same_jitter():
+@pytest.mark.parametrize("d,per_class", [(10, 4), (30, 3), (3, 6)])
+def test_gccs_default_jitter_matches_numpy_with_same_jitter(d, per_class):
+    """Fewer rows than D (singular S_i, the m x m determinant-lemma path) and more rows than D."""
     rng = np.random.default_rng(0)
-    z, y = random_batch(rng, 10, 4)  # 4 rows per class < D = 10: singular covariances
-    got = GCCSLoss(10)(torch.tensor(z), torch.tensor(y)).item()
-    want = gccs_numpy(z, y, 10, jitter=1e-3, eps=1e-12)
+    z, y = random_batch(rng, d, per_class)
+    got = GCCSLoss(d)(torch.tensor(z), torch.tensor(y)).item()
+    want = gccs_numpy(z, y, d, jitter=1e-3, eps=1e-12)
     assert np.isfinite(got)
     assert got == pytest.approx(want, rel=1e-5)
 
