@@ -11,7 +11,7 @@ console = Console(stderr=True)
 
 
 class EpochProgress:
-    """One bar per training epoch showing batches, running loss and images/s, then a summary line."""
+    """One bar per training epoch (batches, running loss and train accuracy, images/s), then a summary line."""
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
@@ -22,7 +22,8 @@ class EpochProgress:
         if self.enabled:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} img/s"),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("acc {task.fields[acc]}"),
+                TextColumn("{task.fields[rate]} img/s"),
                 TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
             self._progress.__enter__()
         return self
@@ -38,15 +39,17 @@ class EpochProgress:
         if self._progress is not None:
             if self._task is not None:
                 self._progress.remove_task(self._task)
-            self._task = self._progress.add_task(description, total=total, loss="…", rate="…")
+            self._task = self._progress.add_task(description, total=total, loss="…", acc="…", rate="…")
 
-    def advance(self, images: int, loss: float | None = None) -> None:
+    def advance(self, images: int, loss: float | None = None, accuracy: float | None = None) -> None:
         self._images += images
         if self._progress is None:
             return
         fields = {"rate": f"{self._images / max(time.perf_counter() - self._t0, 1e-9):,.0f}"}
         if loss is not None:
             fields["loss"] = f"{loss:.4g}"
+        if accuracy is not None:
+            fields["acc"] = f"{accuracy:.3f}"
         self._progress.update(self._task, advance=1, **fields)
 
     def finish(self, record: dict) -> None:

@@ -158,7 +158,10 @@ def train(config: TrainConfig, *, device: str = "auto", data_dir: str | None = N
                 loss_sum += loss.detach() * len(idx)
                 correct += (z.detach().argmax(1) == y_train[idx]).sum()
                 seen += len(idx)
-                bar.advance(len(idx), loss=(loss_sum / seen).item() if step % 10 == 0 else None)
+                if step % 10 == 0 or step == len(batches) - 1:  # .item() syncs a GPU: not every step
+                    bar.advance(len(idx), loss=(loss_sum / seen).item(), accuracy=correct.item() / seen)
+                else:
+                    bar.advance(len(idx))
             test_acc = accuracy(model, data.x_test, data.y_test, device=dev)
             record = {"epoch": epoch + 1, "loss": (loss_sum / seen).item(), "train_accuracy": correct.item() / seen,
                       "test_accuracy": test_acc, "seconds": time.perf_counter() - t0, "lr": lr}
