@@ -29,6 +29,7 @@ from robench.data import DATASETS, DataSplits, load_dataset
 from robench.devices import resolve_device
 from robench.errors import RobenchError
 from robench.evaluate import accuracy
+from robench.gradient_stats import gradient_statistics, statistics_subset
 from robench.losses import LOSSES, build_loss
 from robench.models import MODELS
 from robench.progress import EpochProgress
@@ -143,8 +144,7 @@ def train(config: TrainConfig, *, device: str = "auto", data_dir: str | None = N
                 for group in optimizer.param_groups:
                     group["lr"] = cosine_lr(config.lr, epoch * steps_per_epoch + step, total_steps)
                 idx = idx.to(dev)
-                z = model(x_train[idx])
-                loss = loss_fn(z, y_train[idx])
+                loss, z = loss_fn.objective(model, x_train[idx], y_train[idx])
                 if not torch.isfinite(loss):
                     raise RobenchError(
                         f"training diverged: the {config.loss} loss became {loss.item()} at epoch {epoch + 1}, "
@@ -171,7 +171,12 @@ def train(config: TrainConfig, *, device: str = "auto", data_dir: str | None = N
             meta["test_accuracy"] = test_acc
             meta["best_test_accuracy"] = max(r["test_accuracy"] for r in meta["history"])
             meta["wall_time_s"] = time.perf_counter() - started
-            _write_epoch(out, meta, model, optimizer, finished=epoch + 1 == config.epochs)
+            finished = epoch + 1 == config.epochs
+            if finished:
+                subset = statistics_subset(data.y_test)
+                meta["gradient_statistics"] = gradient_statistics(model, data.x_test[subset], data.y_test[subset],
+                                                                  device=dev)
+            _write_epoch(out, meta, model, optimizer, finished=finished)
     return meta
 
 

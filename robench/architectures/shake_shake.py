@@ -21,12 +21,20 @@ class ShakeShakeFunction(torch.autograd.Function):
     to the branches as ``beta * g`` and ``(1 - beta) * g`` (beta independent of alpha);
     alpha and beta get no gradient. ``a, b`` are ``(B, C, H, W)``; ``alpha, beta`` are
     anything broadcastable to them, e.g. ``(B, 1, 1, 1)`` for per-image coefficients.
+    Written in the ``setup_context`` style with a generated vmap rule, so that it works
+    under ``torch.func`` transforms (the input-Jacobian penalties use ``vjp`` + ``vmap``),
+    and its backward is differentiable (double back-propagation).
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(beta)
+    def forward(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         return alpha * a + (1 - alpha) * b
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(inputs[3])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -1,48 +1,18 @@
-"""Training losses, each registered by name and called as ``loss(z, y) -> scalar``.
-
-* ``gccs`` — the Gaussian class-conditional simplex loss of Ali, Migliorati, Bianchi
-  and Magli, "Beyond cross-entropy" (eqs. 1–2): per-class KL divergence between the
-  batch statistics of z and the target Gaussian N(μ·e_i, σ²·I), plus a kurtosis term.
-* ``ce`` — cross-entropy on z used as logits (the "no defense" baseline).
-
-Every loss maps z of shape (batch, D) and integer labels y of shape (batch,) to a
-scalar tensor. ``LOSSES`` holds factories ``factory(num_classes, **hyper) -> nn.Module``;
-``LossSpec`` records each loss's hyper-parameters and training defaults so that the CLI
-and run metadata can be generated from one place.
-"""
+"""The Gaussian class-conditional simplex (GCCS) loss of Ali, Migliorati, Bianchi and Magli,
+"Beyond cross-entropy" (eqs. 1–2)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from robench.errors import RobenchError
-from robench.registry import Registry
+from robench.losses.base import LatentLoss
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    """A registered loss: how to build it and how to train with it.
-
-    ``hyper`` lists the constructor's keyword hyper-parameters with their defaults.
-    ``grad_clip`` is the loss's default maximum global gradient norm for training
-    (``None`` = no clipping); see "Training GCCS at the paper's learning rate" in
-    :class:`GCCSLoss`.
-    """
-
-    factory: type[nn.Module]
-    hyper: dict[str, float | str] = field(default_factory=dict)
-    grad_clip: float | None = None
-
-
-LOSSES: Registry[LossSpec] = Registry("loss")
-
-
-class GCCSLoss(nn.Module):
+class GCCSLoss(LatentLoss):
     """Gaussian class-conditional simplex loss, eq. (2) of Ali et al. ("Beyond cross-entropy").
 
     For every class i with at least two rows in the batch (classes with fewer rows
@@ -185,45 +155,3 @@ def _rows_by_class(values: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) 
     position = torch.arange(len(y), device=y.device) - starts[labels]
     out = values.new_zeros(len(counts), int(counts.max()), values.shape[1])
     return out.index_put((labels, position), values[order])
-
-
-class CrossEntropyLoss(nn.Module):
-    """Cross-entropy on z used as logits, averaged over the batch (the no-defense baseline)."""
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.num_classes = num_classes
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(z, y)
-
-
-LOSSES.add(
-    "gccs",
-    LossSpec(
-        GCCSLoss,
-        hyper={"mu": 70.0, "sigma": 1.0, "kurtosis_weight": 0.2, "covariance": "full"},
-        grad_clip=5.0,
-    ),
-    "Gaussian class-conditional simplex loss (Ali et al., eq. 2): KL to N(mu*e_i, sigma^2 I) + kurtosis",
-)
-LOSSES.add("ce", LossSpec(CrossEntropyLoss), "cross-entropy on z as logits (no defense)")
-
-
-def build_loss(name: str, num_classes: int, hyper: dict | None = None) -> nn.Module:
-    """Build loss ``name`` for D = ``num_classes`` with hyper-parameters over its defaults.
-
-    An unknown hyper-parameter name is a :class:`RobenchError` naming the known ones.
-    """
-    spec = LOSSES.get(name)
-    hyper = dict(hyper or {})
-    unknown = sorted(set(hyper) - set(spec.hyper))
-    if unknown:
-        known = ", ".join(spec.hyper) or "none"
-        raise RobenchError(f"loss {name!r} has no hyper-parameter {unknown[0]!r}; it takes: {known}")
-    return spec.factory(num_classes, **{**spec.hyper, **hyper})
-
-
-def prediction(z: torch.Tensor) -> torch.Tensor:
-    """Decision rule, eq. (3): argmax_i z_i — for GCCS also the nearest simplex vertex μ·e_i."""
-    return z.argmax(dim=1)

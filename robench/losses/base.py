@@ -1,0 +1,44 @@
+"""What every training loss is: a module ``loss(z, y)`` plus ``objective(model, x, y)``.
+
+The training loop calls ``loss.objective(model, x, y) -> (value, z)``. Losses on the
+latent vector alone (``gccs``, ``ce``) inherit :class:`LatentLoss`, whose objective is
+``loss(model(x), y)``. Losses that penalise input gradients (``jacobian``, ``input-grad``,
+``cross-lipschitz``) override ``objective`` to differentiate the model with respect to x
+(double back-propagation), so the loop never special-cases loss names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from robench.registry import Registry
+
+
+class LatentLoss(nn.Module):
+    """A loss of z (batch, D) and integer labels y (batch,) returning a scalar."""
+
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training objective on a batch: ``(loss value to back-propagate, z)``."""
+        z = model(x)
+        return self(z, y), z
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: how to build it and how to train with it.
+
+    ``hyper`` lists the constructor's keyword hyper-parameters with their defaults.
+    ``grad_clip`` is the loss's default maximum global gradient norm for training
+    (``None`` = no clipping); see "Training GCCS at the paper's learning rate" in
+    :class:`robench.losses.GCCSLoss`.
+    """
+
+    factory: type[nn.Module]
+    hyper: dict[str, float | int | str] = field(default_factory=dict)
+    grad_clip: float | None = None
+
+
+LOSSES: Registry[LossSpec] = Registry("loss")
