@@ -84,6 +84,12 @@ def train(
     kurtosis_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Loss", help="GCCS: weight lambda of the kurtosis term (0.2).")] = None,
     covariance: Annotated[Optional[str], typer.Option(rich_help_panel="Loss", 
         help="GCCS: 'full' (eq. 1) or 'diag' (diagonal covariance, for many classes).")] = None,
+    reg_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Loss",
+        help="jacobian / input-grad / cross-lipschitz: weight lambda of the gradient penalty "
+             "(defaults: see robench list losses and the README).")] = None,
+    jacobian_projections: Annotated[Optional[int], typer.Option(rich_help_panel="Loss",
+        help="jacobian: estimate ||J||_F^2 from K random projections (Hoffman et al. 2019) instead of "
+             "all D rows; 0 = exact.")] = None,
     samples_per_class: Annotated[Optional[int], typer.Option(rich_help_panel="Optimisation", 
         help="Class-balanced batches: K rows of each of batch-size/K classes (use for many classes with GCCS).")] = None,
     model_option: Annotated[Optional[list[str]], typer.Option("--model-option", 
@@ -108,7 +114,8 @@ def train(
 
     try:
         hyper = {k: v for k, v in {"mu": mu, "sigma": sigma, "kurtosis_weight": kurtosis_weight,
-                                   "covariance": covariance}.items() if v is not None}
+                                   "covariance": covariance, "reg_weight": reg_weight,
+                                   "projections": jacobian_projections}.items() if v is not None}
         config = TrainConfig(
             dataset=dataset, model=model, loss=loss, out=str(out), epochs=epochs,
             dataset_options=_parse_options(dataset_option, "--dataset-option"),

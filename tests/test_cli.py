@@ -133,3 +133,22 @@ def test_quickstart_trains_both_losses_and_reuses_them(tmp_path):
 def test_python_dash_m_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "robench", "list", "losses"], capture_output=True, text=True)
     assert result.returncode == 0 and "gccs" in result.stdout
+
+
+def test_train_with_a_penalised_loss_and_inspect_its_gradient_statistics(tmp_path):
+    out = tmp_path / "jac"
+    result = invoke("train", *SYNTH_ARGS, "--loss", "jacobian", "--reg-weight", "0.05", "--jacobian-projections", "1",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["loss_hyper"] == {"reg_weight": 0.05, "projections": 1}
+    stats = meta["gradient_statistics"]
+    assert set(stats) == {"jacobian_frobenius", "ce_input_gradient", "cross_lipschitz", "n_images"}
+    assert stats["n_images"] == 32 and all(v > 0 for v in stats.values())
+    shown = invoke("inspect", out).output
+    assert "jacobian_frobenius" in shown and "reg_weight=0.05" in shown
+
+
+def test_reg_weight_on_a_loss_without_it_is_an_error(tmp_path):
+    line = error_line(invoke("train", *SYNTH_ARGS, "--loss", "gccs", "--reg-weight", "1", "--out", tmp_path / "r"))
+    assert "no hyper-parameter 'reg_weight'" in line

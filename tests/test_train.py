@@ -196,3 +196,15 @@ def test_training_with_balanced_batches(tiny_config):
     meta = train(tiny_config("gccs", samples_per_class=4, batch_size=16, epochs=4, loss_hyper={"mu": 10.0}),
                  device="cpu", progress=False)
     assert meta["optimizer"]["samples_per_class"] == 4 and meta["best_test_accuracy"] >= 0.75
+
+
+@pytest.mark.parametrize("loss", ["ce", "gccs", "jacobian", "input-grad", "cross-lipschitz"])
+def test_every_loss_trains_regular_and_finetuned(tiny_config, loss):
+    parent = train(tiny_config("ce", out="parent"), device="cpu", progress=False)
+    regular = train(tiny_config(loss, out=f"{loss}-regular"), device="cpu", progress=False)
+    child = train(tiny_config(loss, out=f"{loss}-ft", init=parent["config"]["out"], epochs=1),
+                  device="cpu", progress=False)
+    assert regular["training"] == "regular" and child["training"] == "finetune"
+    for meta in (regular, child):
+        assert all(torch.isfinite(torch.tensor(h["loss"])) for h in meta["history"])
+        assert all(v == v for v in meta["gradient_statistics"].values())  # no NaN
