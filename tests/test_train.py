@@ -22,7 +22,8 @@ def test_train_writes_a_complete_run(tiny_config):
     saved = json.loads(open(f"{out}/run.json").read())
     assert saved["status"] == "finished" and saved["epochs_done"] == 3
     assert saved["training"] == "regular" and saved["parent"] is None
-    assert saved["loss_hyper"] == {"mu": 70.0, "sigma": 1.0, "kurtosis_weight": 0.2, "covariance": "full"}
+    assert saved["loss_hyper"] == {"mu": 70.0, "sigma": 1.0, "kurtosis_weight": 0.2, "covariance": "full",
+                                   "jitter": 1e-3, "variance_eps": 1e-12}
     assert saved["optimizer"]["grad_clip"] == 5.0 and saved["optimizer"]["schedule"] == "cosine"
     assert len(saved["history"]) == 3 and saved["test_accuracy"] == saved["history"][-1]["test_accuracy"]
     assert saved["environment"]["versions"]["torch"] == torch.__version__

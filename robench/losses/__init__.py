@@ -21,23 +21,23 @@ __all__ = ["LOSSES", "LossSpec", "LatentLoss", "GCCSLoss", "CrossEntropyLoss", "
 
 LOSSES.add(
     "gccs",
-    LossSpec(GCCSLoss, hyper={"mu": 70.0, "sigma": 1.0, "kurtosis_weight": 0.2, "covariance": "full"}, grad_clip=5.0),
+    LossSpec(GCCSLoss, grad_clip=5.0),
     "Gaussian class-conditional simplex loss (Ali et al., eq. 2): KL to N(mu*e_i, sigma^2 I) + kurtosis",
 )
 LOSSES.add("ce", LossSpec(CrossEntropyLoss), "cross-entropy on z as logits (no defense)")
 LOSSES.add(
     "jacobian",
-    LossSpec(JacobianLoss, hyper={"reg_weight": 0.1, "projections": 0}),
+    LossSpec(JacobianLoss),
     "CE + reg_weight * mean ||dz/dx||_F (Jakubovitz & Giryes 2018); exact or K random projections",
 )
 LOSSES.add(
     "input-grad",
-    LossSpec(InputGradientLoss, hyper={"reg_weight": 1.0}),
+    LossSpec(InputGradientLoss),
     "CE + reg_weight * mean ||d CE(x_b, y_b)/dx||^2 (Ross & Doshi-Velez 2018)",
 )
 LOSSES.add(
     "cross-lipschitz",
-    LossSpec(CrossLipschitzLoss, hyper={"reg_weight": 1.0}),
+    LossSpec(CrossLipschitzLoss),
     "CE + reg_weight * mean over class pairs of ||grad z_l - grad z_m||^2 (Hein & Andriushchenko 2017)",
 )
 

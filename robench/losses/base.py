@@ -9,7 +9,8 @@ latent vector alone (``gccs``, ``ce``) inherit :class:`LatentLoss`, whose object
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,15 +31,19 @@ class LatentLoss(nn.Module):
 class LossSpec:
     """A registered loss: how to build it and how to train with it.
 
-    ``hyper`` lists the constructor's keyword hyper-parameters with their defaults.
-    ``grad_clip`` is the loss's default maximum global gradient norm for training
+    ``hyper`` lists the constructor's keyword hyper-parameters with their defaults (read
+    from its signature, so the defaults live in one place). ``grad_clip`` is the loss's default maximum global gradient norm for training
     (``None`` = no clipping); see "Training GCCS at the paper's learning rate" in
     :class:`robench.losses.GCCSLoss`.
     """
 
     factory: type[nn.Module]
-    hyper: dict[str, float | int | str] = field(default_factory=dict)
     grad_clip: float | None = None
+
+    @property
+    def hyper(self) -> dict[str, float | int | str]:
+        parameters = inspect.signature(self.factory.__init__).parameters.values()
+        return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 
 LOSSES: Registry[LossSpec] = Registry("loss")
