@@ -103,21 +103,26 @@ def render(experiment: str, rows: list, manifest: dict) -> str:
         "Reduced scale, not the paper's setting: `small-cnn` instead of ResNet-18, a few epochs instead of 1800,",
         "on CPU. Paper defaults otherwise (SGD momentum 0.9, lr 0.01 cosine, weight decay 0.001, batch 128, dropout",
         "keep 0.8); each loss with its default hyper-parameters (`robench list losses`, README).",
-        f"Produced by `python {manifest['script']}` at commit `{env['git_commit']}` on {env['device']} "
-        f"({env['torch_threads']} threads), torch {env['versions']['torch']}, seed {manifest['seed']}.",
+        f"Written by `python {manifest['script']}` at commit `{env['git_commit']}` on {env['device']} "
+        f"({env['torch_threads']} threads), torch {env['versions']['torch']}, seed {manifest['seed']}; the runs were "
+        f"trained at commit(s) {', '.join(sorted({'`' + m['environment']['git_commit'] + '`' for _, m in rows}))} "
+        "(a reused run keeps the commit it was trained at).",
         "Provenance: `manifest.json`; per-run details: `*/run.json`.",
         "",
         "| run | dataset | loss | training | epochs | test acc | best | mean ‖J‖_F | mean ‖∇ₓCE‖₂ | "
         "mean Cross-Lipschitz | train s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    def stat(stats: dict, key: str) -> str:
+        return f"{stats[key]:.4g}" if key in stats else "–"
+
     for run, meta in rows:
         stats = meta.get("gradient_statistics") or {}
         lines.append(
             f"| {run.name} | {run.dataset} | {run.loss} | {meta['training']} | {run.epochs} | "
             f"{meta['test_accuracy']:.4f} | {meta['best_test_accuracy']:.4f} | "
-            f"{stats.get('jacobian_frobenius', float('nan')):.4g} | {stats.get('ce_input_gradient', float('nan')):.4g} | "
-            f"{stats.get('cross_lipschitz', float('nan')):.4g} | {meta['wall_time_s']:.0f} |")
+            f"{stat(stats, 'jacobian_frobenius')} | {stat(stats, 'ce_input_gradient')} | "
+            f"{stat(stats, 'cross_lipschitz')} | {meta['wall_time_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
