@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     help="Train classifiers with robust losses (GCCS and baselines) and benchmark them honestly under attack.\n\n"
-    "Start with `robench quickstart`, then `robench train --help`.",
+    "Start with `robench quickstart`, then `robench train --help` and `robench attack --help`.",
 )
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if available, else CPU), cpu or cuda.")]
@@ -129,6 +129,63 @@ def train(
         _fail(exc)
     typer.echo(f"{out}: {meta['loss']} on {meta['dataset']}/{meta['model']}, {meta['epochs_done']} epochs, "
                f"test accuracy {meta['test_accuracy']:.4f} (best {meta['best_test_accuracy']:.4f})")
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Repeatable options that also accept comma-separated lists: ["pgd,tgsm", "jsma"] -> [...]."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+@app.command()
+def attack(
+    checkpoint: Annotated[list[Path], typer.Option(help="Run directory to attack (repeatable).")],
+    out: Annotated[Path, typer.Option(help="CSV to append rows to (created if missing; existing rows are kept).")],
+    attack_names: Annotated[list[str], typer.Option("--attack", help="pgd, tgsm, jsma (repeatable or comma-separated).")]
+    = ["pgd"],
+    eps_grid: Annotated[str, typer.Option(help="ε values: 0,0.01,0.02 or start:stop:num (inclusive).")] = "0,0.01,0.02,0.05,0.1",
+    eps_mode: Annotated[str, typer.Option(help="relative: ||n||∞ <= ε·||x||∞ per image (the paper's); absolute: ||n||∞ <= ε.")]
+    = "relative",
+    backend: Annotated[list[str], typer.Option(help="native or art (repeatable or comma-separated).")] = ["native"],
+    steps: Annotated[Optional[int], typer.Option(help="Iterations (default: pgd 5, tgsm 5, jsma 200).")] = None,
+    step_size: Annotated[Optional[float], typer.Option(
+        help="Step as a fraction of ε (default: pgd 2.5/steps, tgsm 1/steps).")] = None,
+    restarts: Annotated[int, typer.Option(help="pgd: random starts, keeping the worst per image.")] = 1,
+    attack_loss: Annotated[str, typer.Option(help="pgd/tgsm objective: ce (the paper's) or margin (Carlini-Wagner).")]
+    = "ce",
+    n_samples: Annotated[Optional[int], typer.Option(
+        help="Evaluate a seeded class-stratified subset of N test images (default: all).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per attack batch.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the evaluated subset and of random starts.")] = 0,
+    sweep: Annotated[str, typer.Option(
+        help="cumulative: an image broken at a smaller ε stays broken (worst case, cheaper); "
+             "independent: every ε from scratch (the paper's protocol).")] = "cumulative",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Dataset directory (default: $ROBENCH_DATA or ~/.cache/robench/data).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download the dataset if it is missing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Recompute rows already in --out (they are replaced).")] = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Attack checkpoints over a grid of ε and append accuracy-vs-ε rows to a tidy CSV."""
+    from robench.epsilon import EPS_MODES, parse_eps_grid
+    from robench.sweep import SweepSpec, run_sweep
+
+    try:
+        if eps_mode not in EPS_MODES:
+            raise RobenchError(f"unknown --eps-mode {eps_mode!r}; choose one of: {', '.join(EPS_MODES)}")
+        spec = SweepSpec(
+            checkpoints=tuple(str(c) for c in checkpoint), attacks=tuple(_split(attack_names)),
+            backends=tuple(_split(backend)), eps_grid=tuple(parse_eps_grid(eps_grid)), out=str(out),
+            eps_mode=eps_mode, steps=steps, step_size=step_size, restarts=restarts, attack_loss=attack_loss,
+            n_samples=n_samples, batch_size=batch_size, seed=seed, sweep=sweep)
+        rows = run_sweep(spec, device=device, data_dir=str(data_dir) if data_dir else None, download=download,
+                         force=force, progress=not quiet)
+    except RobenchError as exc:
+        _fail(exc)
+    typer.echo(f"{out}: {len(rows)} new row(s)")
+    for row in rows:
+        target = f"  target success {row['target_success']:.4f}" if row["target_success"] is not None else ""
+        typer.echo(f"  {Path(row['checkpoint']).name:<28} {row['attack']:<5} {row['backend']:<6} "
+                   f"eps {row['eps']:<8g} accuracy {row['accuracy']:.4f}{target}")
 
 
 @app.command()

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from robench.errors import RobenchError
+
 PACKAGES = ("robench", "torch", "torchvision", "numpy", "safetensors", "adversarial-robustness-toolbox")
 
 
@@ -97,3 +99,84 @@ def environment(device: torch.device) -> dict:
         "device_name": device_name,
         "torch_threads": torch.get_num_threads(),
     }
+
+
+# --- attack results: one tidy CSV row per (checkpoint, attack, backend, attack_loss, ε, ...) -------------
+
+ATTACK_COLUMNS = [
+    "dataset", "model", "loss", "training", "seed", "checkpoint", "attack", "backend", "attack_loss", "targeted",
+    "eps", "eps_mode", "steps", "step_size", "restarts", "sweep", "n", "n_correct", "accuracy", "target_success",
+    "seconds", "attack_seed", "robench_version",
+]
+"""Columns of an attacks CSV. ``seed`` is the checkpoint's training seed; ``attack_seed`` seeds
+the evaluated subset and the attacks' randomness."""
+
+KEY_COLUMNS = ["checkpoint", "attack", "backend", "attack_loss", "eps", "eps_mode", "steps", "step_size",
+               "restarts", "sweep", "n", "attack_seed"]
+"""Columns that identify a row: a re-run skips rows whose key is already present."""
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def row_key(row: dict) -> tuple[str, ...]:
+    """A row's identity, with numbers normalised so that 0.1 written and read back compare equal."""
+    key = []
+    for column in KEY_COLUMNS:
+        value = row.get(column)
+        text = _cell(value) if not isinstance(value, str) else value
+        try:
+            text = repr(float(text)) if text not in ("", "true", "false") else text
+        except ValueError:
+            pass
+        key.append(text)
+    return tuple(key)
+
+
+def read_attack_rows(path: str | Path) -> list[dict[str, str]]:
+    """Rows of an attacks CSV as dicts of strings; [] if it does not exist.
+
+    A file that is unreadable or whose header is not robench's attacks schema is a
+    :class:`RobenchError` (and is never written to).
+    """
+    import csv
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            rows = [dict(zip(ATTACK_COLUMNS, r)) for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RobenchError(f"cannot read {path}: {exc}") from None
+    if header != ATTACK_COLUMNS:
+        raise RobenchError(f"{path} is not a robench attacks CSV (its header differs); choose another --out")
+    return rows
+
+
+def write_attack_rows(path: str | Path, rows: list[dict]) -> None:
+    """Atomically (re)write an attacks CSV with ``rows`` (dicts with ATTACK_COLUMNS keys)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(ATTACK_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) if not isinstance(row.get(c), str) else row[c] for c in ATTACK_COLUMNS])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def append_attack_row(path: str | Path, row: dict) -> None:
+    """Add ``row`` to the CSV at ``path`` atomically, replacing a row with the same key."""
+    rows = [r for r in read_attack_rows(path) if row_key(r) != row_key(row)]
+    write_attack_rows(path, rows + [row])
