@@ -1,0 +1,128 @@
+"""Every attack, native and through ART: stays in [0, 1] and its ε-ball, leaves x alone at ε = 0,
+does not raise accuracy, and hits its target on an easy model; native and ART agree."""
+
+import pytest
+import torch
+from torch import nn
+
+from robench.attacks import ATTACKS, BACKENDS, attack_objective, build_attack, target_labels
+from robench.data import load_dataset
+from robench.epsilon import absolute_radii, parse_eps_grid
+from robench.errors import RobenchError
+
+D = 4
+
+
+@pytest.fixture(scope="module")
+def easy():
+    """A linear model trained on separable synthetic data: accurate and easy to fool."""
+    torch.manual_seed(0)
+    data = load_dataset("synthetic", options={"num_classes": D, "image_size": 6, "n_train": 256, "n_test": 48})
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, D))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(200):
+        loss = nn.functional.cross_entropy(model(data.x_train), data.y_train)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert (model(data.x_test).argmax(1) == data.y_test).float().mean() > 0.9
+    return model, data.x_test, data.y_test
+
+
+CASES = [(name, backend) for name in ATTACKS.names() for backend in BACKENDS]
+
+
+def run(name, backend, model, x, y, eps, **settings):
+    attack = build_attack(name, backend, batch_size=64, **settings)
+    return attack, attack(model, x, y, eps)
+
+
+@pytest.mark.parametrize("name,backend", CASES)
+@pytest.mark.parametrize("eps_value", [0.05, 0.3])
+def test_adversarial_images_stay_in_box_and_ball(easy, name, backend, eps_value):
+    model, x, y = easy
+    eps = absolute_radii(x, eps_value, "relative")
+    _, x_adv = run(name, backend, model, x, y, eps, steps=20 if name == "jsma" else None)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert ((x_adv - x).abs().flatten(1).amax(1) <= eps + 1e-6).all()
+
+
+@pytest.mark.parametrize("name,backend", CASES)
+def test_zero_eps_returns_x(easy, name, backend):
+    model, x, y = easy
+    _, x_adv = run(name, backend, model, x, y, torch.zeros(len(x)))
+    assert torch.equal(x_adv, x)
+
+
+@pytest.mark.parametrize("name,backend", CASES)
+def test_attacks_do_not_raise_accuracy_and_hit_targets(easy, name, backend):
+    model, x, y = easy
+    with torch.no_grad():
+        clean = (model(x).argmax(1) == y).float().mean()
+    attack, x_adv = run(name, backend, model, x, y, absolute_radii(x, 1.0, "absolute"))
+    with torch.no_grad():
+        pred = model(x_adv).argmax(1)
+    assert (pred == y).float().mean() <= clean
+    if attack.targeted:
+        assert (pred == target_labels(y, D)).float().mean() >= 0.9, name
+    else:
+        assert (pred == y).float().mean() <= 0.1
+
+
+@pytest.mark.parametrize("name", ["pgd", "tgsm"])
+def test_native_and_art_agree_without_random_start(easy, name):
+    model, x, y = easy
+    eps = absolute_radii(x, 0.15, "relative")
+    accuracies = []
+    for backend in BACKENDS:
+        _, x_adv = run(name, backend, model, x, y, eps, random_start=False)
+        with torch.no_grad():
+            accuracies.append((model(x_adv).argmax(1) == y).float().mean().item())
+    assert abs(accuracies[0] - accuracies[1]) <= 0.01, accuracies
+
+
+def test_pgd_restarts_are_at_least_as_strong(easy):
+    model, x, y = easy
+    eps = absolute_radii(x, 0.1, "relative")
+    torch.manual_seed(1)
+    one = run("pgd", "native", model, x, y, eps)[1]
+    torch.manual_seed(1)
+    five = run("pgd", "native", model, x, y, eps, restarts=5)[1]
+    with torch.no_grad():
+        assert (model(five).argmax(1) == y).sum() <= (model(one).argmax(1) == y).sum()
+
+
+def test_margin_objective():
+    z = torch.tensor([[3.0, 1.0, 2.0]])
+    assert attack_objective(z, torch.tensor([0]), "margin", False).item() == pytest.approx(-1.0)  # 2 - 3
+    assert attack_objective(z, torch.tensor([2]), "margin", True).item() == pytest.approx(-1.0)   # 2 - 3
+    ce = attack_objective(z, torch.tensor([1]), "ce", False)
+    assert ce.item() == pytest.approx(-torch.log_softmax(z, 1)[0, 1].item())
+    assert attack_objective(z, torch.tensor([1]), "ce", True).item() == pytest.approx(-ce.item())
+
+
+def test_relative_and_absolute_radii():
+    x = torch.zeros(2, 1, 2, 2)
+    x[0, 0, 0, 0] = 0.5
+    x[1, 0, 1, 1] = 1.0
+    assert torch.allclose(absolute_radii(x, 0.1, "relative"), torch.tensor([0.05, 0.1]))
+    assert torch.allclose(absolute_radii(x, 0.1, "absolute"), torch.tensor([0.1, 0.1]))
+
+
+def test_eps_grid_parsing():
+    assert parse_eps_grid("0.1,0,0.05") == [0.0, 0.05, 0.1]
+    assert parse_eps_grid("0:0.1:3") == [0.0, 0.05, 0.1]
+    for bad in ("0,a", "0:1", "0:1:0", "0,-0.1", ""):
+        with pytest.raises(RobenchError):
+            parse_eps_grid(bad)
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(RobenchError, match="did you mean 'pgd'"):
+        build_attack("pdg")
+    with pytest.raises(RobenchError, match="unknown backend"):
+        build_attack("pgd", "foolbox")
+    with pytest.raises(RobenchError, match="unknown attack loss"):
+        build_attack("pgd", loss="hinge")
