@@ -209,3 +209,13 @@ def test_every_loss_trains_regular_and_finetuned(tiny_config, loss):
     for meta in (regular, child):
         assert all(torch.isfinite(torch.tensor(h["loss"])) for h in meta["history"])
         assert all(v == v for v in meta["gradient_statistics"].values())  # no NaN
+
+
+def test_atomic_writes_leave_ordinary_file_permissions(tmp_path):
+    import os
+
+    from robench.results import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")
+    assert os.stat(tmp_path / "a.txt").st_mode == os.stat(tmp_path / "b.txt").st_mode
