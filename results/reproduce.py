@@ -12,6 +12,7 @@ device, seeds, checkpoint hashes, timings) and README.md (the table). Until reci
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 from robench.checkpoints import METADATA, read_metadata
 from robench.devices import resolve_device
 from robench.results import atomic_write_json, atomic_write_text, environment, utc_now
+from robench.sweep import SweepSpec, run_sweep
 from robench.train import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
@@ -44,16 +46,30 @@ def _defenses(dataset: str, epochs: int, finetune_epochs: int) -> list[Run]:
     return runs
 
 
+FOUNDATION = [Run(f"{d}-small-cnn-{loss}", d, loss, e) for d, e in (("digits", 30), ("fashion-mnist", 5))
+              for loss in ("ce", "gccs")]
 EXPERIMENTS = {
-    "foundation": [Run(f"{d}-small-cnn-{loss}", d, loss, e) for d, e in (("digits", 30), ("fashion-mnist", 5))
-                   for loss in ("ce", "gccs")],
+    "foundation": FOUNDATION,
+    "attacks-fashion-mnist": [r for r in FOUNDATION if r.dataset == "fashion-mnist"],
     "defenses": _defenses("digits", 30, 10) + _defenses("fashion-mnist", 1, 1),
+}
+RUNS_FROM = {"attacks-fashion-mnist": "foundation"}  # experiments that attack another experiment's runs
+EPS_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+SWEEPS = {  # experiment -> sweeps over all its runs (SweepSpec fields)
+    "attacks-fashion-mnist": [
+        dict(attacks=("pgd", "tgsm"), backends=("native", "art"), eps_grid=EPS_GRID, n_samples=1000),
+        dict(attacks=("jsma",), backends=("native", "art"), eps_grid=EPS_GRID, n_samples=100),
+        dict(attacks=("pgd",), backends=("native",), eps_grid=EPS_GRID, n_samples=1000, sweep="independent"),
+    ],
 }
 DESCRIPTIONS = {
     "foundation": "Cross-entropy vs GCCS, small-cnn: digits 30 epochs, Fashion-MNIST 5 epochs.",
     "defenses": "All five losses, regular training and fine-tuning of the ce run (ce -> ce fine-tuning is the "
                 "control), small-cnn: digits (30 epochs; fine-tuning 10 more), Fashion-MNIST (1 epoch; fine-tuning "
                 "1 more). Gradient statistics on 500 fixed test images (all 360 for digits).",
+    "attacks-fashion-mnist": "PGD-5, TGSM-5 (1,000 test images) and JSMA-200 (100 test images), native and through "
+                             "ART, relative eps, cumulative sweeps (plus an independent PGD sweep, the paper's "
+                             "protocol), on the 5-epoch Fashion-MNIST ce and gccs runs of `foundation`.",
 }
 
 
@@ -67,9 +83,10 @@ def main() -> None:
     out_dir = HERE / args.experiment
     started = utc_now()
     rows, entries = [], []
+    runs_dir = Path(args.runs) / RUNS_FROM.get(args.experiment, args.experiment)
     for run in EXPERIMENTS[args.experiment]:
-        out = Path(args.runs) / args.experiment / run.name
-        init = str(Path(args.runs) / args.experiment / run.parent) if run.parent else None
+        out = runs_dir / run.name
+        init = str(runs_dir / run.parent) if run.parent else None
         config = TrainConfig(dataset=run.dataset, model="small-cnn", loss=run.loss, out=str(out), epochs=run.epochs,
                              seed=SEED, init=init, **run.extra)
         t0 = time.perf_counter()
@@ -85,10 +102,18 @@ def main() -> None:
                         "gradient_statistics": meta.get("gradient_statistics"),
                         "train_wall_time_s": meta["wall_time_s"], "reused": done,
                         "seconds_this_invocation": time.perf_counter() - t0})
+    sweeps = []
+    for settings in SWEEPS.get(args.experiment, []):
+        spec = SweepSpec(checkpoints=tuple(str(runs_dir / run.name) for run, _ in rows),
+                         out=str(out_dir / "attacks.csv"), **settings)
+        t0 = time.perf_counter()
+        written = run_sweep(spec, device=str(device))
+        sweeps.append({"spec": dataclasses.asdict(spec), "rows_written": len(written),
+                       "seconds": time.perf_counter() - t0})
     manifest = {"name": args.experiment, "scale": "reduced: small-cnn, few epochs, CPU",
                 "description": DESCRIPTIONS[args.experiment], "script": f"results/reproduce.py {args.experiment}",
                 "seed": SEED, "started_at": started, "finished_at": utc_now(), "environment": environment(device),
-                "runs": entries}
+                "runs": entries, "sweeps": sweeps}
     atomic_write_json(out_dir / "manifest.json", manifest)
     atomic_write_text(out_dir / "README.md", render(args.experiment, rows, manifest))
 
@@ -123,7 +148,31 @@ def render(experiment: str, rows: list, manifest: dict) -> str:
             f"{meta['test_accuracy']:.4f} | {meta['best_test_accuracy']:.4f} | "
             f"{stat(stats, 'jacobian_frobenius')} | {stat(stats, 'ce_input_gradient')} | "
             f"{stat(stats, 'cross_lipschitz')} | {meta['wall_time_s']:.0f} |")
+    if (HERE / experiment / "attacks.csv").exists():
+        lines += ["", *attack_tables(HERE / experiment / "attacks.csv")]
     return "\n".join(lines) + "\n"
+
+
+def attack_tables(csv_path: Path) -> list[str]:
+    """Accuracy (and target success) vs ε, one table per (attack, sweep), rows = loss x backend."""
+    import pandas as pd
+
+    df = pd.read_csv(csv_path)
+    lines = ["Accuracy under attack (`attacks.csv`; relative ε, ‖n‖∞ ≤ ε·‖x‖∞; target success in brackets):"]
+    for (attack, sweep, n), part in df.groupby(["attack", "sweep", "n"], sort=False):
+        eps = sorted(part["eps"].unique())
+        lines += ["", f"**{attack}**, {sweep} sweep, {n} images, {part['steps'].iloc[0]} steps", "",
+                  "| loss | backend | " + " | ".join(f"ε={e:g}" for e in eps) + " |",
+                  "|---|---|" + "---|" * len(eps)]
+        for (loss, backend), cells in part.groupby(["loss", "backend"], sort=False):
+            by_eps = cells.set_index("eps")
+            values = []
+            for e in eps:
+                acc = by_eps.loc[e, "accuracy"]
+                ts = by_eps.loc[e, "target_success"]
+                values.append(f"{acc:.3f}" + (f" ({ts:.2f})" if ts == ts else ""))
+            lines.append(f"| {loss} | {backend} | " + " | ".join(values) + " |")
+    return lines
 
 
 if __name__ == "__main__":
