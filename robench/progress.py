@@ -10,21 +10,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(stderr=True)
 
 
-class EpochProgress:
-    """One bar per training epoch (batches, running loss and train accuracy, images/s), then a summary line."""
+class _Bars:
+    """A rich Progress that shows one task at a time (the previous one is hidden), and images/s."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool, columns: list, transient: bool):
         self.enabled = enabled
-        self._progress: Progress | None = None
+        self._progress = Progress(*columns, TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(),
+                                  TimeRemainingColumn(), console=console, transient=transient) if enabled else None
         self._task = None
+        self._images, self._t0 = 0, time.perf_counter()
 
-    def __enter__(self) -> "EpochProgress":
-        if self.enabled:
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"), TextColumn("acc {task.fields[acc]}"),
-                TextColumn("{task.fields[rate]} img/s"),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+    def __enter__(self):
+        if self._progress is not None:
             self._progress.__enter__()
         return self
 
@@ -32,25 +29,39 @@ class EpochProgress:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
-    def start(self, description: str, total: int) -> None:
-        self._images = 0
-        self._t0 = time.perf_counter()
-        self._description = description
+    def _start(self, description: str, total: int, **fields) -> None:
+        self._images, self._t0 = 0, time.perf_counter()
         if self._progress is not None:
             if self._task is not None:
-                self._progress.remove_task(self._task)
-            self._task = self._progress.add_task(description, total=total, loss="…", acc="…", rate="…")
+                self._progress.update(self._task, visible=False)
+            self._task = self._progress.add_task(description, total=total, rate="…", **fields)
+
+    def _advance(self, steps: int, images: int, **fields) -> None:
+        self._images += images
+        if self._progress is not None:
+            rate = f"{self._images / max(time.perf_counter() - self._t0, 1e-9):,.0f}"
+            self._progress.update(self._task, advance=steps, rate=rate, **fields)
+
+
+class EpochProgress(_Bars):
+    """One bar per training epoch (batches, running loss and train accuracy, images/s), then a summary line."""
+
+    def __init__(self, enabled: bool = True):
+        super().__init__(enabled, [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TextColumn("loss {task.fields[loss]}"), TextColumn("acc {task.fields[acc]}")],
+                         transient=True)
+
+    def start(self, description: str, total: int) -> None:
+        self._description = description
+        self._start(description, total, loss="…", acc="…")
 
     def advance(self, images: int, loss: float | None = None, accuracy: float | None = None) -> None:
-        self._images += images
-        if self._progress is None:
-            return
-        fields = {"rate": f"{self._images / max(time.perf_counter() - self._t0, 1e-9):,.0f}"}
+        fields = {}
         if loss is not None:
             fields["loss"] = f"{loss:.4g}"
         if accuracy is not None:
             fields["acc"] = f"{accuracy:.3f}"
-        self._progress.update(self._task, advance=1, **fields)
+        self._advance(1, images, **fields)
 
     def finish(self, record: dict) -> None:
         if self.enabled:
@@ -59,36 +70,15 @@ class EpochProgress:
                 f"test acc {record['test_accuracy']:.4f}  lr {record['lr']:.3g}  {record['seconds']:.1f} s")
 
 
-class SweepProgress:
+class SweepProgress(_Bars):
     """One bar per CSV row of an attack sweep: checkpoint · attack/backend · ε, images and images/s."""
 
     def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self._progress: Progress | None = None
-        self._task = None
-
-    def __enter__(self) -> "SweepProgress":
-        if self.enabled:
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
-                TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=console)
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+        super().__init__(enabled, [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TextColumn("images")], transient=False)
 
     def start(self, description: str, total: int) -> None:
-        self._images, self._t0 = 0, time.perf_counter()
-        if self._progress is not None:
-            if self._task is not None:
-                self._progress.update(self._task, visible=False)
-            self._task = self._progress.add_task(description, total=total, rate="…")
+        self._start(description, total)
 
     def advance(self, images: int) -> None:
-        self._images += images
-        if self._progress is not None:
-            rate = f"{self._images / max(time.perf_counter() - self._t0, 1e-9):,.0f}"
-            self._progress.update(self._task, advance=images, rate=rate)
+        self._advance(images, images)

@@ -31,3 +31,12 @@ def tiny_config(tmp_path):
         return TrainConfig(**fields)
 
     return make
+
+
+def error_line(result):
+    """The single ``error: ...`` line of a CLI result that failed with exit code 2 (no traceback)."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    return lines[0]

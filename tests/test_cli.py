@@ -7,6 +7,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from conftest import error_line
+
 import robench.data as data_module
 from robench.cli import app
 from robench.data import DATASETS
@@ -59,12 +61,6 @@ def test_train_then_inspect(tmp_path):
         assert fact in shown.output
 
 
-def error_line(result):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("override,match", [

@@ -4,6 +4,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import error_line
+
 import robench.sweep as sweep_module
 from robench.cli import app
 from robench.errors import RobenchError
@@ -96,11 +98,6 @@ def test_foreign_csv_is_refused_and_untouched(checkpoint, tmp_path):
     assert out.read_text() == "a,b\n1,2\n"
 
 
-def error_line(result):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("args,match", [
