@@ -81,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     out_dir = HERE / args.experiment
-    started = utc_now()
+    started, env = utc_now(), environment(device)  # the code that runs is the code at start
     rows, entries = [], []
     runs_dir = Path(args.runs) / RUNS_FROM.get(args.experiment, args.experiment)
     for run in EXPERIMENTS[args.experiment]:
@@ -112,7 +112,7 @@ def main() -> None:
                        "seconds": time.perf_counter() - t0})
     manifest = {"name": args.experiment, "scale": "reduced: small-cnn, few epochs, CPU",
                 "description": DESCRIPTIONS[args.experiment], "script": f"results/reproduce.py {args.experiment}",
-                "seed": SEED, "started_at": started, "finished_at": utc_now(), "environment": environment(device),
+                "seed": SEED, "started_at": started, "finished_at": utc_now(), "environment": env,
                 "runs": entries, "sweeps": sweeps}
     atomic_write_json(out_dir / "manifest.json", manifest)
     atomic_write_text(out_dir / "README.md", render(args.experiment, rows, manifest))
