@@ -13,7 +13,8 @@ A ``PyTorchClassifier`` is built around the checkpoint's model (clip values (0, 
   θ = the image's absolute ε (ART takes one θ per call, so images are grouped by radius) and
   γ = min(1, steps / number of features), the same feature budget as ``steps`` one-pixel
   iterations; ART's output is then projected onto the ε-ball (a feature raised twice would
-  leave it). Rows say ``backend = art``.
+  leave it). Rows say ``backend = art``. Because ART only stops raising a feature once it
+  reaches 1, its number of iterations, and time, grows like 1/θ: at small ε it is very slow.
 
 ART needs positive radii: images with ε = 0 are returned unchanged without calling ART.
 The attack loss ``margin`` is passed to ART as the classifier's loss; with it ART's
