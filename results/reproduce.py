@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -81,7 +82,11 @@ def main() -> None:
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", default="runs/results")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite README.md from manifest.json, the run.json copies and attacks.csv")
     args = parser.parse_args()
+    if args.render_only:
+        return render_only(args.experiment)
     device = resolve_device(args.device)
     out_dir = HERE / args.experiment
     started, env = utc_now(), environment(device)  # the code that runs is the code at start
@@ -119,6 +124,13 @@ def main() -> None:
                 "runs": entries, "sweeps": sweeps}
     atomic_write_json(out_dir / "manifest.json", manifest)
     atomic_write_text(out_dir / "README.md", render(args.experiment, rows, manifest))
+
+
+def render_only(experiment: str) -> None:
+    out_dir = HERE / experiment
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    rows = [(run, json.loads((out_dir / run.name / METADATA).read_text())) for run in EXPERIMENTS[experiment]]
+    atomic_write_text(out_dir / "README.md", render(experiment, rows, manifest))
 
 
 def render(experiment: str, rows: list, manifest: dict) -> str:
@@ -171,6 +183,9 @@ def attack_tables(csv_path: Path) -> list[str]:
             by_eps = cells.set_index("eps")
             values = []
             for e in eps:
+                if e not in by_eps.index:  # e.g. ART's JSMA, cross-checked at the large radii only
+                    values.append("–")
+                    continue
                 acc = by_eps.loc[e, "accuracy"]
                 ts = by_eps.loc[e, "target_success"]
                 values.append(f"{acc:.3f}" + (f" ({ts:.2f})" if ts == ts else ""))
