@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from robench.allocator import tune_cpu_allocator
 from robench import load_checkpoint
 from robench.attacks import build_attack, target_labels
 from robench.data import load_dataset, stratified_subset
@@ -161,7 +162,7 @@ def main() -> None:
         raise SystemExit(f"no checkpoint at {args.checkpoint}: run `python results/reproduce.py foundation` "
                          "or pass --checkpoint RUN_DIR (a small-cnn Fashion-MNIST run)")
     model, meta = load_checkpoint(args.checkpoint)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, checkpoint {args.checkpoint} "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}, checkpoint {args.checkpoint} "
           f"({meta['loss']}, test accuracy {meta['test_accuracy']:.4f})")
     if "speed" not in args.skip:
         speed_table(args.repeats, model)

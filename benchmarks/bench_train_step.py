@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from robench.allocator import tune_cpu_allocator
 from robench.losses import LOSSES, build_loss
 from robench.models import build_model
 
@@ -112,10 +113,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--keep-malloc", action="store_true",
+                        help="leave glibc's allocator as it is (robench.allocator, which train and sweep apply)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+    allocator = "glibc default" if args.keep_malloc or not tune_cpu_allocator() else "heap reuse (robench.allocator)"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}, batch {args.batch_size}, "
           f"median of {args.repeats} interleaved repeats x {args.steps} steps")
     if args.table in ("gccs", "all"):
         gccs_tables(args.batch_size, args.repeats, args.steps)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 import robench
+from robench.allocator import tune_cpu_allocator
 from robench.attacks import build_attack, target_labels
 from robench.checkpoints import load_checkpoint, save_tensors
 from robench.data import load_dataset, stratified_subset
@@ -63,6 +64,7 @@ def per_image_path(out: Path, row: dict) -> Path:
 def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = None, download: bool = False,
               force: bool = False, progress: bool = True) -> list[dict]:
     """Run the sweep, appending rows to ``spec.out``; returns the rows written by this call."""
+    tune_cpu_allocator()
     if spec.sweep not in SWEEPS:
         raise RobenchError(f"unknown --sweep {spec.sweep!r}; choose one of: {', '.join(SWEEPS)}")
     out = Path(spec.out)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from robench.allocator import tune_cpu_allocator
 from robench.batches import epoch_batches
 from robench.checkpoints import (METADATA, TRAIN_STATE, WEIGHTS, build_from_metadata, check_compatible,
                                  load_checkpoint, load_tensors, load_weights, read_metadata, save_tensors)
@@ -96,6 +97,7 @@ def train(config: TrainConfig, *, device: str = "auto", data_dir: str | None = N
 
     ``data`` may pass already-loaded splits (must be the ones ``config`` names).
     """
+    tune_cpu_allocator()
     config.validate()
     out = Path(config.out)
     previous = _check_output_dir(out, resume, force)
