@@ -217,5 +217,53 @@ def quickstart(
         _fail(exc)
 
 
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="A recipe file, e.g. recipes/quickstart.toml.")],
+    results: Annotated[Path, typer.Option(help="Results root: writes RESULTS/<recipe name>/.")] = Path("results"),
+    runs: Annotated[Path, typer.Option(help="Checkpoint root: writes RUNS/<recipe name>/<run>/ (keep it out of git).")]
+    = Path("runs"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and what is already done; do nothing.")]
+    = False,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Dataset directory (default: $ROBENCH_DATA or ~/.cache/robench/data).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download datasets that are missing.")] = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a recipe end to end: train every run, attack every checkpoint, snapshot latents, write the report.
+
+    Resumable: finished runs, epochs, CSV rows and snapshots are kept, so after a crash or Ctrl-C the same
+    command continues where it stopped. `--dry-run` shows the plan.
+    """
+    from robench.runner import run_recipe
+
+    try:
+        typer.echo(run_recipe(recipe, results_root=results, runs_root=runs, device=device,
+                              data_dir=str(data_dir) if data_dir else None, download=download, dry_run=dry_run,
+                              progress=not quiet))
+    except RobenchError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: finished epochs and rows are saved; run the same command to resume")
+        raise typer.Exit(code=130)
+
+
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A results directory written by robench run, e.g. results/quickstart.")],
+    compare_paper: Annotated[bool, typer.Option("--compare-paper", help="Put the paper's Table I numbers beside ours.")]
+    = False,
+) -> None:
+    """Rebuild Table I (CSV, Markdown, LaTeX) and Figs. 2-6 from a results directory's CSVs and run metadata."""
+    from robench.report import write_report
+
+    try:
+        written = write_report(results_dir, compare_paper=compare_paper)
+    except RobenchError as exc:
+        _fail(exc)
+    for path in written:
+        typer.echo(str(path))
+
+
 def main() -> None:
     app()

@@ -1,4 +1,9 @@
-"""Progress display for long work (rich), switched off with ``--quiet``."""
+"""Progress display for long work (rich), switched off with ``--quiet``.
+
+Training epochs and sweep rows each get a bar. Inside :class:`PlanProgress` (``robench run``)
+they join one shared display under the plan's overall bar, instead of opening a second live
+display (rich allows one at a time).
+"""
 
 from __future__ import annotations
 
@@ -8,60 +13,76 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+_shared: Progress | None = None  # the plan's display while a PlanProgress is open
+
+
+def _progress(transient: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient)
 
 
 class _Bars:
-    """A rich Progress that shows one task at a time (the previous one is hidden), and images/s."""
+    """Shows one task at a time (the previous one is hidden), with images/s."""
 
-    def __init__(self, enabled: bool, columns: list, transient: bool):
+    def __init__(self, enabled: bool, transient: bool):
         self.enabled = enabled
-        self._progress = Progress(*columns, TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(),
-                                  TimeRemainingColumn(), console=console, transient=transient) if enabled else None
+        self._owns = enabled and _shared is None
+        self._progress = (_progress(transient) if self._owns else _shared) if enabled else None
         self._task = None
         self._images, self._t0 = 0, time.perf_counter()
 
     def __enter__(self):
-        if self._progress is not None:
+        if self._owns:
             self._progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._progress is not None:
+        if self._owns:
             self._progress.__exit__(*exc)
+        elif self._progress is not None and self._task is not None:
+            self._progress.remove_task(self._task)
 
-    def _start(self, description: str, total: int, **fields) -> None:
+    def _start(self, description: str, total: int) -> None:
         self._images, self._t0 = 0, time.perf_counter()
         if self._progress is not None:
             if self._task is not None:
-                self._progress.update(self._task, visible=False)
-            self._task = self._progress.add_task(description, total=total, rate="…", **fields)
+                if self._owns:
+                    self._progress.update(self._task, visible=False)
+                else:
+                    self._progress.remove_task(self._task)
+            self._task = self._progress.add_task(description, total=total, detail=self._detail("…"))
 
-    def _advance(self, steps: int, images: int, **fields) -> None:
+    def _advance(self, steps: int, images: int) -> None:
         self._images += images
         if self._progress is not None:
             rate = f"{self._images / max(time.perf_counter() - self._t0, 1e-9):,.0f}"
-            self._progress.update(self._task, advance=steps, rate=rate, **fields)
+            self._progress.update(self._task, advance=steps, detail=self._detail(rate))
+
+    def _detail(self, rate: str) -> str:
+        return f"{rate} img/s"
 
 
 class EpochProgress(_Bars):
     """One bar per training epoch (batches, running loss and train accuracy, images/s), then a summary line."""
 
     def __init__(self, enabled: bool = True):
-        super().__init__(enabled, [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TextColumn("loss {task.fields[loss]}"), TextColumn("acc {task.fields[acc]}")],
-                         transient=True)
+        super().__init__(enabled, transient=True)
+        self._loss, self._acc = "…", "…"
 
     def start(self, description: str, total: int) -> None:
         self._description = description
-        self._start(description, total, loss="…", acc="…")
+        self._loss, self._acc = "…", "…"
+        self._start(description, total)
 
     def advance(self, images: int, loss: float | None = None, accuracy: float | None = None) -> None:
-        fields = {}
         if loss is not None:
-            fields["loss"] = f"{loss:.4g}"
+            self._loss = f"{loss:.4g}"
         if accuracy is not None:
-            fields["acc"] = f"{accuracy:.3f}"
-        self._advance(1, images, **fields)
+            self._acc = f"{accuracy:.3f}"
+        self._advance(1, images)
+
+    def _detail(self, rate: str) -> str:
+        return f"loss {self._loss}  acc {self._acc}  {rate} img/s"
 
     def finish(self, record: dict) -> None:
         if self.enabled:
@@ -74,11 +95,45 @@ class SweepProgress(_Bars):
     """One bar per CSV row of an attack sweep: checkpoint · attack/backend · ε, images and images/s."""
 
     def __init__(self, enabled: bool = True):
-        super().__init__(enabled, [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TextColumn("images")], transient=False)
+        super().__init__(enabled, transient=False)
 
     def start(self, description: str, total: int) -> None:
         self._start(description, total)
 
     def advance(self, images: int) -> None:
         self._advance(images, images)
+
+    def _detail(self, rate: str) -> str:
+        return f"images  {rate} img/s"
+
+
+class PlanProgress:
+    """The overall bar of ``robench run``: one step per plan job; job bars appear beneath it."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.enabled = enabled
+        self._progress = _progress(transient=False) if enabled else None
+        self._total = total
+
+    def __enter__(self):
+        global _shared
+        if self._progress is not None:
+            self._progress.__enter__()
+            self._task = self._progress.add_task("plan", total=self._total, detail="")
+            _shared = self._progress
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _shared
+        if self._progress is not None:
+            _shared = None
+            self._progress.__exit__(*exc)
+
+    def job(self, description: str) -> None:
+        """Show which job runs now."""
+        if self._progress is not None:
+            self._progress.update(self._task, detail=description)
+
+    def done(self, steps: int = 1) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=steps)

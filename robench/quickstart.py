@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robench.checkpoints import METADATA, read_metadata
 from robench.data import load_dataset
-from robench.train import TrainConfig, train
+from robench.train import TrainConfig, finished_metadata, train
 
 LOSSES_COMPARED = ("ce", "gccs")
 
@@ -23,7 +22,7 @@ def run_quickstart(out: Path, *, epochs: int = 30, seed: int = 0, force: bool = 
     for loss in LOSSES_COMPARED:
         config = TrainConfig(dataset="digits", model="small-cnn", loss=loss, out=str(out / loss), epochs=epochs,
                              seed=seed)
-        meta = _finished(config) if not force else None
+        meta = finished_metadata(config) if not force else None
         reused = meta is not None
         if meta is None:
             meta = train(config, device=device, resume=True, force=force, progress=progress, data=data)
@@ -35,19 +34,3 @@ def run_quickstart(out: Path, *, epochs: int = 30, seed: int = 0, force: bool = 
         lines.append(f"{loss:<6} {meta['test_accuracy']:>9.4f} {meta['best_test_accuracy']:>7.4f} "
                      f"{meta['wall_time_s']:>8.1f}  {out / loss}{note}")
     return "\n".join(lines)
-
-
-def _finished(config: TrainConfig) -> dict | None:
-    """The metadata of a finished run of exactly ``config`` in ``config.out``, else None."""
-    if not (Path(config.out) / METADATA).exists():
-        return None
-    meta = read_metadata(config.out)
-    if meta.get("status") == "finished" and meta.get("config") == _as_dict(config):
-        return meta
-    return None
-
-
-def _as_dict(config: TrainConfig) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(config)

@@ -81,6 +81,16 @@ class TrainConfig:
         return clip or None
 
 
+def finished_metadata(config: TrainConfig) -> dict | None:
+    """run.json of a finished run of exactly ``config`` in ``config.out``, else None."""
+    if not (Path(config.out) / METADATA).exists():
+        return None
+    meta = read_metadata(config.out)
+    if meta.get("status") == "finished" and meta.get("config") == dataclasses.asdict(config):
+        return meta
+    return None
+
+
 def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
     """Cosine decay from ``base_lr`` at step 0 towards 0 at ``total_steps``."""
     return 0.5 * base_lr * (1 + math.cos(math.pi * step / max(1, total_steps)))
