@@ -155,14 +155,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip", nargs="*", default=[], choices=["speed", "jsma", "sweep"])
+    parser.add_argument("--keep-malloc", action="store_true",
+                        help="leave glibc's allocator as it is (robench.allocator, which train and sweep apply)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    allocator = "glibc default" if args.keep_malloc or not tune_cpu_allocator() else "heap reuse (robench.allocator)"
     if not Path(args.checkpoint, "run.json").exists():
         raise SystemExit(f"no checkpoint at {args.checkpoint}: run `python results/reproduce.py foundation` "
                          "or pass --checkpoint RUN_DIR (a small-cnn Fashion-MNIST run)")
     model, meta = load_checkpoint(args.checkpoint)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}, checkpoint {args.checkpoint} "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}, "
+          f"checkpoint {args.checkpoint} "
           f"({meta['loss']}, test accuracy {meta['test_accuracy']:.4f})")
     if "speed" not in args.skip:
         speed_table(args.repeats, model)
