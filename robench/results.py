@@ -116,14 +116,19 @@ def environment(device: torch.device) -> dict:
 ATTACK_COLUMNS = [
     "dataset", "model", "loss", "training", "seed", "checkpoint", "attack", "backend", "attack_loss", "targeted",
     "eps", "eps_mode", "steps", "step_size", "restarts", "sweep", "n", "n_correct", "accuracy", "target_success",
-    "seconds", "attack_seed", "robench_version",
+    "seconds", "attack_seed", "robench_version", "source",
 ]
 """Columns of an attacks CSV. ``seed`` is the checkpoint's training seed; ``attack_seed`` seeds
-the evaluated subset and the attacks' randomness."""
+the evaluated subset and the attacks' randomness. ``source``: for ``transfer`` the checkpoint the
+examples were crafted on; for ``worst`` the attacks it takes the per-image worst case over."""
+
+LEGACY_COLUMNS = ATTACK_COLUMNS[:-1]
+"""The header before ``source`` existed (robench 0.1 CSVs): read as if ``source`` were empty."""
 
 KEY_COLUMNS = ["checkpoint", "attack", "backend", "attack_loss", "eps", "eps_mode", "steps", "step_size",
                "restarts", "sweep", "n", "attack_seed"]
-"""Columns that identify a row: a re-run skips rows whose key is already present."""
+"""Columns that identify a row: a re-run skips rows whose key is already present. ``source``
+joins the key only when set, so rows written before it existed keep their identity."""
 
 
 def _cell(value) -> str:
@@ -147,6 +152,8 @@ def row_key(row: dict) -> tuple[str, ...]:
         except ValueError:
             pass
         key.append(text)
+    if row.get("source"):
+        key.append(str(row["source"]))
     return tuple(key)
 
 
@@ -165,10 +172,11 @@ def read_attack_rows(path: str | Path) -> list[dict[str, str]]:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            rows = [dict(zip(ATTACK_COLUMNS, r)) for r in reader]
+            rows = [{**dict(zip(ATTACK_COLUMNS, r)), "source": r[len(LEGACY_COLUMNS)] if len(r) > len(LEGACY_COLUMNS)
+                     else ""} for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise RobenchError(f"cannot read {path}: {exc}") from None
-    if header != ATTACK_COLUMNS:
+    if header not in (ATTACK_COLUMNS, LEGACY_COLUMNS):
         raise RobenchError(f"{path} is not a robench attacks CSV (its header differs); choose another --out")
     return rows
 

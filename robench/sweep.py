@@ -11,6 +11,8 @@ for every checkpoint and backend of a dataset). ε = 0 rows are clean accuracy. 
 Rows are appended atomically as each finishes, with a per-image record (correct, target hit)
 beside the CSV in ``<csv stem>.per_image/``; a re-run skips rows already present (``force``
 recomputes them), and a cumulative sweep resumes from the per-image record of its last row.
+After every sweep the CSV's ``worst`` rows (the per-image worst case over all attacks at each
+checkpoint and ε, :mod:`robench.worst`) are recomputed.
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = N
                     append_attack_row(out, row)
                     existing.add(row_key(row))
                     written.append(row)
+    if written or out.exists():
+        from robench.worst import update_worst_rows
+
+        update_worst_rows(out)
     return written
 
 

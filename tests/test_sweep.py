@@ -38,13 +38,16 @@ def test_rows_are_tidy_and_round_trip(checkpoint, tmp_path):
     out = tmp_path / "attacks.csv"
     written = run_sweep(spec(checkpoint, out), device="cpu", progress=False)
     df = pd.read_csv(out)
-    assert list(df.columns) == ATTACK_COLUMNS and len(df) == len(written) == 6
+    assert list(df.columns) == ATTACK_COLUMNS and len(df) == 6 + 3  # + one worst row per ε
+    assert (df.attack == "worst").sum() == 3
+    df = df[df.attack != "worst"]
+    assert len(df) == len(written) == 6
     assert set(df["attack"]) == {"pgd", "tgsm"} and (df["n"] == 24).all()
     assert (df["accuracy"] == df["n_correct"] / df["n"]).all()
     clean = df[df["eps"] == 0]
     assert clean["accuracy"].nunique() == 1  # ε = 0 is the same clean accuracy for every attack
     assert df[df.attack == "tgsm"]["target_success"].notna().all() and df[df.attack == "pgd"]["target_success"].isna().all()
-    assert [row_key(r) for r in read_attack_rows(out)] == [row_key(r) for r in written]
+    assert [row_key(r) for r in read_attack_rows(out) if r["attack"] != "worst"] == [row_key(r) for r in written]
     assert run_sweep(spec(checkpoint, out), device="cpu", progress=False) == []  # all present: skipped
 
 
@@ -53,8 +56,8 @@ def test_cumulative_is_monotone_and_never_above_independent(checkpoint, tmp_path
     run_sweep(spec(checkpoint, tmp_path / "c.csv", attacks=("pgd",), eps_grid=grid), device="cpu", progress=False)
     run_sweep(spec(checkpoint, tmp_path / "i.csv", attacks=("pgd",), eps_grid=grid, sweep="independent"),
               device="cpu", progress=False)
-    cum = pd.read_csv(tmp_path / "c.csv")["accuracy"].tolist()
-    ind = pd.read_csv(tmp_path / "i.csv")["accuracy"].tolist()
+    cum = pd.read_csv(tmp_path / "c.csv").query("attack == 'pgd'")["accuracy"].tolist()
+    ind = pd.read_csv(tmp_path / "i.csv").query("attack == 'pgd'")["accuracy"].tolist()
     assert cum == sorted(cum, reverse=True)
     assert all(c <= i + 1e-12 for c, i in zip(cum, ind))
 
@@ -87,7 +90,7 @@ def test_force_recomputes_and_replaces_rows(checkpoint, tmp_path):
     out = tmp_path / "attacks.csv"
     run_sweep(spec(checkpoint, out), device="cpu", progress=False)
     again = run_sweep(spec(checkpoint, out), device="cpu", progress=False, force=True)
-    assert len(again) == 6 and len(read_attack_rows(out)) == 6
+    assert len(again) == 6 and len([r for r in read_attack_rows(out) if r["attack"] != "worst"]) == 6
 
 
 def test_foreign_csv_is_refused_and_untouched(checkpoint, tmp_path):
@@ -142,6 +145,6 @@ def test_attack_cli_writes_rows_and_prints_them(checkpoint, tmp_path):
                                  "--backend", "art", "--eps-grid", "0,0.2", "--n-samples", "8", "--steps", "10",
                                  "--out", str(out), "--quiet", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    df = pd.read_csv(out)
+    df = pd.read_csv(out).query("attack != 'worst'")
     assert len(df) == 8 and set(df["backend"]) == {"native", "art"} and set(df["steps"]) == {10}
     assert "accuracy" in result.output
