@@ -32,6 +32,7 @@ class Kind(str, Enum):
     datasets = "datasets"
     models = "models"
     losses = "losses"
+    attacks = "attacks"
 
 
 def _fail(exc: RobenchError) -> None:
@@ -54,13 +55,14 @@ def _parse_options(pairs: list[str] | None, flag: str) -> dict:
 
 
 @app.command("list")
-def list_(kind: Annotated[Kind, typer.Argument(help="What to list: datasets, models or losses.")]) -> None:
-    """List registered datasets, models or losses with one-line descriptions."""
+def list_(kind: Annotated[Kind, typer.Argument(help="What to list: datasets, models, losses or attacks.")]) -> None:
+    """List registered datasets, models, losses or attacks with one-line descriptions."""
+    from robench.attacks import ATTACKS
     from robench.data import DATASETS
     from robench.losses import LOSSES
     from robench.models import MODELS
 
-    registry = {"datasets": DATASETS, "models": MODELS, "losses": LOSSES}[kind.value]
+    registry = {"datasets": DATASETS, "models": MODELS, "losses": LOSSES, "attacks": ATTACKS}[kind.value]
     width = max(len(n) for n in registry.names())
     for entry in registry.entries():
         typer.echo(f"{entry.name:<{width}}  {entry.description}")
@@ -140,18 +142,24 @@ def _split(values: list[str] | None) -> list[str]:
 def attack(
     checkpoint: Annotated[list[Path], typer.Option(help="Run directory to attack (repeatable).")],
     out: Annotated[Path, typer.Option(help="CSV to append rows to (created if missing; existing rows are kept).")],
-    attack_names: Annotated[list[str], typer.Option("--attack", help="pgd, tgsm, jsma (repeatable or comma-separated).")]
-    = ["pgd"],
+    attack_names: Annotated[list[str], typer.Option(
+        "--attack", help="pgd, tgsm, jsma; apgd, square (through ART); transfer (repeatable or comma-separated; "
+                         "robench list attacks).")] = ["pgd"],
     eps_grid: Annotated[str, typer.Option(help="ε values: 0,0.01,0.02 or start:stop:num (inclusive).")] = "0,0.01,0.02,0.05,0.1",
     eps_mode: Annotated[str, typer.Option(help="relative: ||n||∞ <= ε·||x||∞ per image (the paper's); absolute: ||n||∞ <= ε.")]
     = "relative",
-    backend: Annotated[list[str], typer.Option(help="native or art (repeatable or comma-separated).")] = ["native"],
-    steps: Annotated[Optional[int], typer.Option(help="Iterations (default: pgd 5, tgsm 5, jsma 200).")] = None,
+    backend: Annotated[Optional[list[str]], typer.Option(
+        help="native or art (repeatable or comma-separated; default: native, art for apgd and square).")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Iterations (default: pgd 5, tgsm 5, jsma 200, apgd 100, square 1000 queries, transfer 20).")] = None,
     step_size: Annotated[Optional[float], typer.Option(
         help="Step as a fraction of ε (default: pgd 2.5/steps, tgsm 1/steps).")] = None,
     restarts: Annotated[int, typer.Option(help="pgd: random starts, keeping the worst per image.")] = 1,
-    attack_loss: Annotated[str, typer.Option(help="pgd/tgsm objective: ce (the paper's) or margin (Carlini-Wagner).")]
+    attack_loss: Annotated[str, typer.Option(
+        help="pgd/tgsm/apgd/transfer objective: ce (the paper's), margin (Carlini-Wagner) or dlr (Croce-Hein).")]
     = "ce",
+    transfer_from: Annotated[Optional[Path], typer.Option(
+        help="transfer: the run directory the PGD examples are crafted on (e.g. the cross-entropy model).")] = None,
     n_samples: Annotated[Optional[int], typer.Option(
         help="Evaluate a seeded class-stratified subset of N test images (default: all).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per attack batch.")] = 128,
@@ -166,19 +174,29 @@ def attack(
     quiet: QuietOpt = False,
 ) -> None:
     """Attack checkpoints over a grid of ε and append accuracy-vs-ε rows to a tidy CSV."""
+    from robench.attacks import ATTACKS, default_backend
     from robench.epsilon import EPS_MODES, parse_eps_grid
     from robench.sweep import SweepSpec, run_sweep
 
     try:
         if eps_mode not in EPS_MODES:
             raise RobenchError(f"unknown --eps-mode {eps_mode!r}; choose one of: {', '.join(EPS_MODES)}")
-        spec = SweepSpec(
-            checkpoints=tuple(str(c) for c in checkpoint), attacks=tuple(_split(attack_names)),
-            backends=tuple(_split(backend)), eps_grid=tuple(parse_eps_grid(eps_grid)), out=str(out),
-            eps_mode=eps_mode, steps=steps, step_size=step_size, restarts=restarts, attack_loss=attack_loss,
-            n_samples=n_samples, batch_size=batch_size, seed=seed, sweep=sweep)
-        rows = run_sweep(spec, device=device, data_dir=str(data_dir) if data_dir else None, download=download,
-                         force=force, progress=not quiet)
+        names = _split(attack_names)
+        for name in names:
+            ATTACKS.entry(name)  # unknown names fail before any work
+        # without --backend each attack runs on its default backend (ART for the ART-only ones)
+        groups = [(tuple(names), tuple(_split(backend)))] if backend else \
+            [(tuple(n for n in names if default_backend(n) == b), (b,)) for b in ("native", "art")]
+        specs = [SweepSpec(
+            checkpoints=tuple(str(c) for c in checkpoint), attacks=attacks, backends=backends,
+            eps_grid=tuple(parse_eps_grid(eps_grid)), out=str(out), eps_mode=eps_mode, steps=steps,
+            step_size=step_size, restarts=restarts, attack_loss=attack_loss, n_samples=n_samples,
+            batch_size=batch_size, seed=seed, sweep=sweep, source=str(transfer_from) if transfer_from else None)
+            for attacks, backends in groups if attacks]
+        rows = []
+        for spec in specs:
+            rows += run_sweep(spec, device=device, data_dir=str(data_dir) if data_dir else None, download=download,
+                              force=force, progress=not quiet)
     except RobenchError as exc:
         _fail(exc)
     typer.echo(f"{out}: {len(rows)} new row(s)")
@@ -263,6 +281,11 @@ def report(
         _fail(exc)
     for path in written:
         typer.echo(str(path))
+
+
+from robench.cli_audit import audit  # noqa: E402  (registered here so `robench --help` lists it in order)
+
+app.command()(audit)
 
 
 def main() -> None:

@@ -95,6 +95,21 @@ def _band(ax, x, values: list[list[float]], style: dict, label: str, **line) -> 
 # --- Figs. 4-6: accuracy vs ε -------------------------------------------------------------------------
 
 
+PROTOCOL_LOSSES = {"pgd": "ce", "tgsm": "ce", "jsma": "saliency"}
+"""The attacks of Figs. 4-6 and the attack loss each uses in the paper's protocol."""
+
+
+def is_protocol_row(row: dict) -> bool:
+    """Whether an attacks.csv row may be drawn in Figs. 4-6: one of the paper's attacks with its protocol
+    loss (:data:`PROTOCOL_LOSSES`), one restart and no ``source``. This leaves out everything
+    ``robench audit`` adds besides protocol PGD-5 and TGSM-5: ``worst`` rows, APGD, Square and transfer,
+    the margin and DLR losses and PGD with restarts; its PGD at absolute ε is left out by the panel's
+    preference for relative ε and other step counts by the panel's single configuration (:func:`panel_rows`).
+    """
+    return (PROTOCOL_LOSSES.get(row["attack"]) == row["attack_loss"] and str(row["restarts"] or "1") == "1"
+            and not row.get("source"))
+
+
 def _choose(rows: list[dict], column: str, preferred: str | None = None) -> list[dict]:
     values = sorted({r[column] for r in rows})
     value = preferred if preferred in values else values[0]
@@ -130,26 +145,29 @@ def _attack_panel(ax, rows: list[dict], variants: dict[str, str], art: bool) -> 
 
 
 def panel_rows(rows: list[dict], dataset: str, model: str, attack: str) -> tuple[list[dict], list[dict], int]:
-    """The native and ART rows drawn in one panel of an attack figure, and how many native rows of
-    the chosen attack loss and sweep were left out for another configuration.
+    """The native and ART rows drawn in one panel of an attack figure, and how many native protocol
+    rows were left out for another configuration.
 
-    Native backend, the paper's attack loss (ce for PGD and TGSM), the independent sweep (the
-    paper's protocol) where there is one, and the most common configuration (steps, n, ...), so
-    the curves compare like with like; ART rows with the same attack loss, as a cross-check.
+    Only protocol rows (:func:`is_protocol_row`: the paper's attack loss, ce for PGD and TGSM, one
+    restart, no audit-only attack); of those the native backend, the independent sweep (the
+    paper's protocol) where there is one, relative ε where there is any, and the most common
+    configuration (steps, step size, n, ...), so the curves compare like with like; ART rows of
+    the same attack loss, as a cross-check.
     """
-    here = [r for r in rows if (r["attack"], r["dataset"], r["model"]) == (attack, dataset, model)]
+    here = [r for r in rows if (r["attack"], r["dataset"], r["model"]) == (attack, dataset, model)
+            and is_protocol_row(r)]
     native = [r for r in here if r["backend"] == "native"]
     if not native:
         return [], [], 0
-    native = _choose(_choose(native, "attack_loss", "ce" if attack in ("pgd", "tgsm") else None), "sweep", "independent")
+    native = _choose(_choose(native, "sweep", "independent"), "eps_mode", "relative")
     kept = _one_config(native)
-    art = [r for r in here if r["backend"] == "art" and r["attack_loss"] == kept[0]["attack_loss"]]
+    art = [r for r in here if r["backend"] == "art" and r["eps_mode"] == kept[0]["eps_mode"]]
     return kept, (_one_config(_choose(art, "sweep", kept[0]["sweep"])) if art else []), len(native) - len(kept)
 
 
 def attack_figure(results: Results, attack: str, stem: str, number: str) -> dict[Path, bytes]:
     """Accuracy (%) vs ε for one attack: a panel per dataset x model, a line per method (see :func:`panel_rows`)."""
-    rows = [r for r in results.attacks if r["attack"] == attack]
+    rows = [r for r in results.attacks if r["attack"] == attack and is_protocol_row(r)]
     panels = sorted({(r["dataset"], r["model"]) for r in rows if r["backend"] == "native"},
                     key=lambda c: column_order(*c))
     if not panels:

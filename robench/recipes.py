@@ -70,6 +70,24 @@ class LatentStep:
 
 
 @dataclass(frozen=True)
+class AuditStep:
+    """``robench audit`` for every checkpoint; None fields follow the recipe's first ``pgd`` step."""
+
+    eps: tuple[float, ...] | None = None
+    eps_mode: str | None = None
+    eps_check: float | None = None
+    n_samples: int | None = None
+    seed: int | None = None
+    batch_size: int = 128
+    steps: int = 5
+    strong_steps: int = 100
+    strong_restarts: int = 5
+    apgd_steps: int = 100
+    square_queries: int = 1000
+    transfer_steps: int = 20
+
+
+@dataclass(frozen=True)
 class ReportStep:
     compare_paper: bool = False
 
@@ -83,6 +101,7 @@ class Recipe:
     train: TrainingSpec
     attacks: tuple[AttackStep, ...] = ()
     latent: LatentStep | None = None
+    audit: AuditStep | None = None
     report: ReportStep = ReportStep()
 
 
@@ -226,7 +245,9 @@ def _attack(ctx: _Context, data: dict, index: int, datasets: tuple[str, ...]) ->
         raise ctx.fail(t, "attack", "required", index)
     if name not in ATTACKS:
         raise ctx.fail(t, "attack", ATTACKS.unknown_message(name), index)
-    backends = _names(ctx, t, data, "backends", None, ["native"], index)
+    from robench.attacks import default_backend
+
+    backends = _names(ctx, t, data, "backends", None, [default_backend(name)], index)
     choice = lambda key, options, default: _get(  # noqa: E731
         ctx, t, data, key, str, default, index, check=lambda v: v in options,
         message=f"choose one of: {', '.join(options)}")
@@ -271,6 +292,24 @@ def _latent(ctx: _Context, data: dict) -> LatentStep:
                       seed=_get(ctx, t, data, "seed", int, 0))
 
 
+def _audit(ctx: _Context, data: dict) -> AuditStep:
+    from robench.epsilon import EPS_MODES
+
+    t = "audit"
+    _check_keys(ctx, t, data, {f.name for f in AuditStep.__dataclass_fields__.values()})
+    positive = dict(check=_positive, message="must be a positive integer")
+    counts = {k: _get(ctx, t, data, k, int, getattr(AuditStep, k), **positive)
+              for k in ("batch_size", "steps", "strong_steps", "strong_restarts", "apgd_steps", "square_queries",
+                        "transfer_steps")}
+    return AuditStep(
+        eps=_eps(ctx, t, data, 0) if "eps" in data else None,
+        eps_mode=_get(ctx, t, data, "eps_mode", str, None, check=lambda v: v in EPS_MODES,
+                      message=f"choose one of: {', '.join(EPS_MODES)}"),
+        eps_check=_get(ctx, t, data, "eps_check", (int, float), None, check=_positive, message="must be positive"),
+        n_samples=_get(ctx, t, data, "n_samples", int, None, **positive), seed=_get(ctx, t, data, "seed", int, None),
+        **counts)
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Parse and validate the recipe at ``path``."""
     path = Path(path)
@@ -285,7 +324,8 @@ def load_recipe(path: str | Path) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise RobenchError(f"{path}: not valid TOML: {exc}") from None
     ctx = _Context(path, text)
-    _check_keys(ctx, "", data, {"name", "description", "scale", "train", "attack", "latent", "report"})
+    _check_keys(ctx, "", data, {"name", "description", "scale", "train", "attack", "latent", "audit",
+                                 "report"})
     name = _get(ctx, "", data, "name", str, path.stem, check=lambda v: re.fullmatch(r"[A-Za-z0-9][\w.-]*", v),
                 message="use letters, digits, '-', '_' and '.' (it names results/<name>/)")
     if "train" not in data or not isinstance(data["train"], dict):
@@ -301,6 +341,7 @@ def load_recipe(path: str | Path) -> Recipe:
         scale=_get(ctx, "", data, "scale", str, ""), train=train,
         attacks=tuple(_attack(ctx, a, i, train.datasets) for i, a in enumerate(attacks)),
         latent=_latent(ctx, data["latent"]) if "latent" in data else None,
+        audit=_audit(ctx, data["audit"]) if "audit" in data else None,
         report=ReportStep(compare_paper=_get(ctx, "report", report, "compare_paper", bool, False)))
 
 

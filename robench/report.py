@@ -5,7 +5,8 @@ feature distributions for robust and accurate classification": Table I is the ma
 accuracy over epochs per method (loss x training mode) and dataset x architecture. Reads only
 what runs and sweeps wrote (``run.json``, ``attacks.csv``, ``latent/*.safetensors``) and never
 touches a model. Every file is written atomically; re-running gives byte-identical tables.
-The figures live in :mod:`robench.figures`.
+The figures live in :mod:`robench.figures`; the audit's robustness table, check matrix and Fig. 7
+(written where runs have an ``audit.json``) in :mod:`robench.audit_report`.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Results:
     skipped: list[str]  # "run-name (status)" of unfinished runs
     attacks: list[dict]  # rows of attacks.csv ([] if absent); eps, accuracy floats, seed int
     latent: list[Path]
+    audits: list = field(default_factory=list)  # robench.audit_report.Audit per runs/<run>/audit.json
 
 
 def variant_labels(hypers: list[dict], ignore: tuple = ()) -> list[str]:
@@ -148,6 +150,8 @@ def load_attacks(path: Path) -> list[dict]:
 
 def load_results(results_dir: str | Path) -> Results:
     """Read a results directory; a :class:`RobenchError` if it is missing or holds no run.json."""
+    from robench.audit_report import load_audits  # audit_report builds on this module
+
     root = Path(results_dir)
     if not root.is_dir():
         raise RobenchError(f"results directory {root} does not exist")
@@ -157,7 +161,7 @@ def load_results(results_dir: str | Path) -> Results:
         raise RobenchError(f"no run.json found in {root} (looked in runs/*/ and */)")
     return Results(root=root, name=str(manifest.get("name") or root.resolve().name), scale=manifest.get("scale"),
                    runs=runs, skipped=skipped, attacks=load_attacks(root / "attacks.csv"),
-                   latent=sorted((root / "latent").glob("*.safetensors")))
+                   latent=sorted((root / "latent").glob("*.safetensors")), audits=load_audits(root))
 
 
 # --- Table I ------------------------------------------------------------------------------------------
@@ -262,6 +266,10 @@ def table1_markdown(results: Results, rows: list[dict], compare_paper: bool = Fa
     lines.append("|---|" + "---:|" * len(columns))
     lines += [f"| {method} | " + " | ".join(line) + " |" for method, line in zip(methods, grid)]
     lines += [""] + [f"- {note}" for note in _notes(results, rows, compare_paper)]
+    if results.audits:
+        from robench.audit_report import table1_section
+
+        lines += [""] + table1_section(results)
     return "\n".join(lines) + "\n"
 
 
@@ -305,14 +313,16 @@ def render_table1(results: Results, compare_paper: bool = False) -> dict[Path, b
 
 
 def write_report(results_dir: str | Path, compare_paper: bool = False) -> list[Path]:
-    """Read results_dir and (re)write Table I and Figs. 2-6 (those its data allows); return the paths written.
+    """Read results_dir and (re)write Table I and Figs. 2-6 (those its data allows), and where runs were
+    audited the robustness table, the audit matrix and Fig. 7 (:mod:`robench.audit_report`); return the paths.
 
     Everything is rendered before anything is written, so bad input changes no file.
     """
-    from robench.figures import render_figures  # figures.py builds on this module's loaders
+    from robench.audit_report import render_audit  # these build on this module's loaders
+    from robench.figures import render_figures
 
     results = load_results(results_dir)
-    files = render_table1(results, compare_paper) | render_figures(results)
+    files = render_table1(results, compare_paper) | render_figures(results) | render_audit(results)
     for path, data in files.items():
         atomic_write_bytes(path, data)
     return list(files)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from robench.audit import AUDIT_JSON, AuditConfig, run_audit
 from robench.checkpoints import METADATA, WEIGHTS, read_metadata
 from robench.errors import RobenchError
 from robench.progress import PlanProgress, console
@@ -54,12 +55,26 @@ class PlannedSweep:
 
 
 @dataclass(frozen=True)
+class PlannedAudit:
+    run: PlannedRun
+    config: AuditConfig
+    csv: Path
+    out_json: Path
+    transfer_from: str | None   # the cross-entropy run of the same dataset, model and seed
+
+    @property
+    def done(self) -> bool:
+        return self.out_json.exists()
+
+
+@dataclass(frozen=True)
 class Plan:
     recipe: Recipe
     results_dir: Path
     runs_dir: Path
     runs: tuple[PlannedRun, ...]
     sweeps: tuple[PlannedSweep, ...]
+    audits: tuple[PlannedAudit, ...] = ()
 
     def latent_path(self, run: PlannedRun) -> Path:
         return self.results_dir / "latent" / f"{run.name}.safetensors"
@@ -110,7 +125,33 @@ def build_plan(recipe: Recipe, results_root: str | Path = "results", runs_root: 
                 out=str(results_dir / "attacks.csv"), eps_mode=step.eps_mode, steps=step.steps,
                 step_size=step.step_size, restarts=step.restarts, attack_loss=step.attack_loss,
                 n_samples=step.n_samples, batch_size=step.batch_size, seed=step.seed, sweep=step.sweep)))
-    return Plan(recipe, results_dir, runs_dir, runs, tuple(sweeps))
+    return Plan(recipe, results_dir, runs_dir, runs, tuple(sweeps), _plan_audits(recipe, runs, results_dir))
+
+
+def _plan_audits(recipe: Recipe, runs: tuple[PlannedRun, ...], results_dir: Path) -> tuple[PlannedAudit, ...]:
+    """One audit per run; unset settings follow the recipe's first pgd step on the run's dataset."""
+    step = recipe.audit
+    if step is None:
+        return ()
+    audits = []
+    for run in runs:
+        c = run.config
+        pgd = next((a for a in recipe.attacks if a.attack == "pgd" and (a.datasets is None or c.dataset in a.datasets)),
+                   None)
+        inherit = lambda mine, theirs, default: mine if mine is not None else (  # noqa: E731
+            theirs if pgd is not None else default)
+        cfg = AuditConfig(
+            eps_grid=inherit(step.eps, pgd and pgd.eps, AuditConfig.eps_grid),
+            eps_mode=inherit(step.eps_mode, pgd and pgd.eps_mode, "relative"), eps_check=step.eps_check,
+            n_samples=inherit(step.n_samples, pgd and pgd.n_samples, 1000),
+            seed=inherit(step.seed, pgd and pgd.seed, 0), batch_size=step.batch_size, steps=step.steps,
+            strong_steps=step.strong_steps, strong_restarts=step.strong_restarts, apgd_steps=step.apgd_steps,
+            square_queries=step.square_queries, transfer_steps=step.transfer_steps)
+        ce = next((r for r in runs if r.config.loss == "ce" and r.parent is None and r.config.dataset == c.dataset
+                   and r.config.model == c.model and r.config.seed == c.seed), None)
+        audits.append(PlannedAudit(run, cfg, results_dir / "attacks.csv", results_dir / "runs" / run.name / AUDIT_JSON,
+                                   ce.config.out if ce is not None and ce is not run else None))
+    return tuple(audits)
 
 
 def describe_plan(plan: Plan) -> str:
@@ -129,6 +170,10 @@ def describe_plan(plan: Plan) -> str:
         lines.append(f"  {sw.step.attack:<5} {'/'.join(s.backends):<11} {sw.dataset:<14} {len(s.checkpoints)} checkpoints"
                      f" x {len(s.eps_grid)} eps ({s.eps_mode}, {s.sweep}), {s.n_samples or 'all'} images: "
                      f"{rows} rows, {sw.missing_rows()} to do")
+    if plan.audits:
+        cfg = plan.audits[0].config
+        lines += ["", f"audits: {len(plan.audits)} ({sum(not a.done for a in plan.audits)} to do), "
+                      f"{cfg.n_samples or 'all'} images, {cfg.eps_mode} eps check {cfg.check_eps:g}"]
     if plan.recipe.latent:
         todo = sum(not plan.latent_path(r).exists() for r in plan.runs)
         lines += ["", f"latent snapshots: {len(plan.runs)} ({todo} to do)"]
@@ -147,9 +192,10 @@ def execute_plan(plan: Plan, *, device: str = "auto", data_dir: str | None = Non
     todo_sweeps = [sw for sw in plan.sweeps if sw.missing_rows()]
     todo_latent = [r for r in plan.runs if plan.recipe.latent and not plan.latent_path(r).exists()]
     todo_runs = [r for r in plan.runs if not r.done]
-    worked = bool(todo_runs or todo_sweeps or todo_latent) or not (plan.results_dir / "manifest.json").exists()
+    todo_audits = [a for a in plan.audits if not a.done]
+    worked = bool(todo_runs or todo_sweeps or todo_latent or todo_audits) or not (plan.results_dir / "manifest.json").exists()
     timings: dict[str, float] = {}
-    jobs = len(todo_runs) + len(todo_sweeps) + len(todo_latent) + 1
+    jobs = len(todo_runs) + len(todo_sweeps) + len(todo_latent) + len(todo_audits) + 1
     with PlanProgress(jobs, enabled=progress) as bar:
         for run in plan.runs:
             if run in todo_runs:
@@ -165,6 +211,14 @@ def execute_plan(plan: Plan, *, device: str = "auto", data_dir: str | None = Non
             run_sweep(sw.spec, device=device, data_dir=data_dir, download=download, progress=progress)
             key = f"{sw.step.attack} {'/'.join(sw.spec.backends)} {sw.spec.sweep} {sw.dataset}"
             timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+            bar.done()
+        for audit in todo_audits:
+            bar.job(f"audit {audit.run.name}")
+            t0 = time.perf_counter()
+            run_audit(audit.run.config.out, audit.config, csv=audit.csv, out_json=audit.out_json,
+                      transfer_from=audit.transfer_from, device=device, data_dir=data_dir, download=download,
+                      progress=progress)
+            timings[f"audit {audit.run.name}"] = time.perf_counter() - t0
             bar.done()
         for run in todo_latent:
             bar.job(f"latent {run.name}")

@@ -56,6 +56,7 @@ class SweepSpec:
     seed: int = 0
     sweep: str = "cumulative"
     random_start: bool = True
+    source: str | None = None         # transfer: the checkpoint the examples are crafted on
 
 
 def per_image_path(out: Path, row: dict) -> Path:
@@ -75,7 +76,8 @@ def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = N
     models = [(path, *load_checkpoint(path, device=dev)) for path in spec.checkpoints]
     attacks = [(name, backend, build_attack(name, backend, steps=spec.steps, step_size=spec.step_size,
                                             restarts=spec.restarts, loss=spec.attack_loss,
-                                            random_start=spec.random_start, batch_size=spec.batch_size))
+                                            random_start=spec.random_start, batch_size=spec.batch_size,
+                                            source=spec.source))
                for name in spec.attacks for backend in spec.backends]
     written: list[dict] = []
     datasets: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -83,11 +85,11 @@ def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = N
         for path, model, meta in models:
             key = (meta["dataset"], repr(meta.get("dataset_options")))
             if key not in datasets:
-                datasets[key] = _evaluation_images(meta, spec, data_dir, download)
+                datasets[key] = evaluation_images(meta, spec, data_dir, download)
             x, y = datasets[key]
             targets = target_labels(y, meta["num_classes"])
             for name, backend, attack in attacks:
-                rows = [_row(spec, path, meta, attack, name, backend, eps, len(y)) for eps in spec.eps_grid]
+                rows = [result_row(spec, path, meta, attack, name, backend, eps, len(y)) for eps in spec.eps_grid]
                 todo = [r for r in rows if force or row_key(r) not in existing]
                 if not todo:
                     continue
@@ -117,7 +119,7 @@ def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = N
     return written
 
 
-def _evaluation_images(meta: dict, spec: SweepSpec, data_dir, download) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluation_images(meta: dict, spec: SweepSpec, data_dir, download) -> tuple[torch.Tensor, torch.Tensor]:
     data = load_dataset(meta["dataset"], data_dir=data_dir, download=download,
                         options=meta.get("dataset_options") or {})
     x, y = data.x_test, data.y_test
@@ -129,14 +131,15 @@ def _evaluation_images(meta: dict, spec: SweepSpec, data_dir, download) -> tuple
     return x, y
 
 
-def _row(spec, path, meta, attack, name, backend, eps, n) -> dict:
+def result_row(spec: SweepSpec, path, meta: dict, attack, name: str, backend: str, eps: float, n: int) -> dict:
+    """The CSV row (without results) that ``spec`` writes for one checkpoint, attack and ε."""
     settings = attack.settings()
     return {"dataset": meta["dataset"], "model": meta["model"], "loss": meta["loss"], "training": meta["training"],
             "seed": meta["seed"], "checkpoint": str(path), "attack": name, "backend": backend,
             "attack_loss": settings["attack_loss"], "targeted": attack.targeted, "eps": float(eps),
             "eps_mode": spec.eps_mode, "steps": settings["steps"], "step_size": settings["step_size"],
             "restarts": settings["restarts"], "sweep": spec.sweep, "n": n, "attack_seed": spec.seed,
-            "robench_version": robench.__version__}
+            "robench_version": robench.__version__, "source": settings.get("source")}
 
 
 def _evaluate(spec, model, attack, x, y, targets, eps, state, dev, bar) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,23 +1,25 @@
-"""Every attack, native and through ART: stays in [0, 1] and its ε-ball, leaves x alone at ε = 0,
-does not raise accuracy, and hits its target on an easy model; native and ART agree."""
+"""Every attack on every backend it runs on: stays in [0, 1] and its ε-ball, leaves x alone at
+ε = 0, does not raise accuracy, and hits its target on an easy model; native and ART agree."""
 
 import pytest
 import torch
 from torch import nn
 
-from robench.attacks import ATTACKS, BACKENDS, attack_objective, build_attack, target_labels
+from robench.attacks import ATTACKS, BACKENDS, attack_backends, attack_objective, build_attack, target_labels
 from robench.data import load_dataset
 from robench.epsilon import absolute_radii, parse_eps_grid
 from robench.errors import RobenchError
 
 D = 4
+EASY = {"num_classes": D, "image_size": 6, "n_train": 256, "n_test": 48}
+FEW_STEPS = {"jsma": 20, "apgd": 10, "square": 30, "transfer": 5}  # enough for the invariants, and fast
 
 
 @pytest.fixture(scope="module")
 def easy():
     """A linear model trained on separable synthetic data: accurate and easy to fool."""
     torch.manual_seed(0)
-    data = load_dataset("synthetic", options={"num_classes": D, "image_size": 6, "n_train": 256, "n_test": 48})
+    data = load_dataset("synthetic", options=EASY)
     model = nn.Sequential(nn.Flatten(), nn.Linear(36, D))
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     for _ in range(200):
@@ -30,7 +32,18 @@ def easy():
     return model, data.x_test, data.y_test
 
 
-CASES = [(name, backend) for name in ATTACKS.names() for backend in BACKENDS]
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A small-cnn run trained on the easy data (1x6x6, D classes): the source of ``transfer``."""
+    from robench.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("source") / "run"
+    train(TrainConfig(dataset="synthetic", dataset_options=EASY, model="small-cnn", model_options={"hidden": 16},
+                      loss="ce", out=str(out), epochs=3, batch_size=32), device="cpu", progress=False)
+    return str(out)
+
+
+CASES = [(name, backend) for name in ATTACKS.names() for backend in attack_backends(name)]
 
 
 def run(name, backend, model, x, y, eps, **settings):
@@ -38,30 +51,50 @@ def run(name, backend, model, x, y, eps, **settings):
     return attack, attack(model, x, y, eps)
 
 
+def test_cases_cover_every_attack_and_backend():
+    assert {name for name, _ in CASES} == set(ATTACKS.names())
+    assert {backend for _, backend in CASES} == set(BACKENDS)
+    assert ("apgd", "art") in CASES and ("apgd", "native") not in CASES
+    assert ("transfer", "native") in CASES and ("transfer", "art") not in CASES
+
+
 @pytest.mark.parametrize("name,backend", CASES)
 @pytest.mark.parametrize("eps_value", [0.05, 0.3])
-def test_adversarial_images_stay_in_box_and_ball(easy, name, backend, eps_value):
+def test_adversarial_images_stay_in_box_and_ball(easy, source, name, backend, eps_value):
     model, x, y = easy
     eps = absolute_radii(x, eps_value, "relative")
-    _, x_adv = run(name, backend, model, x, y, eps, steps=20 if name == "jsma" else None)
+    _, x_adv = run(name, backend, model, x, y, eps, steps=FEW_STEPS.get(name), source=source)
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert ((x_adv - x).abs().flatten(1).amax(1) <= eps + 1e-6).all()
 
 
 @pytest.mark.parametrize("name,backend", CASES)
-def test_zero_eps_returns_x(easy, name, backend):
+def test_settings_give_every_row_column(source, name, backend):
+    settings = build_attack(name, backend, source=source).settings()
+    assert set(settings) == {"steps", "step_size", "restarts", "attack_loss", "source"}
+    assert settings["source"] == (source if name == "transfer" else None)
+    assert settings["attack_loss"] in ("ce", "margin", "dlr", "saliency")
+
+
+@pytest.mark.parametrize("name,backend", CASES)
+def test_zero_eps_returns_x(easy, source, name, backend):
     model, x, y = easy
-    _, x_adv = run(name, backend, model, x, y, torch.zeros(len(x)))
+    _, x_adv = run(name, backend, model, x, y, torch.zeros(len(x)), source=source)
     assert torch.equal(x_adv, x)
 
 
 @pytest.mark.parametrize("name,backend", CASES)
-def test_attacks_do_not_raise_accuracy_and_hit_targets(easy, name, backend):
+def test_attacks_do_not_raise_accuracy_and_hit_targets(easy, source, name, backend):
     model, x, y = easy
+    if name == "transfer":  # only a white-box transfer (the model is its own source) is sure not to help
+        from robench.checkpoints import load_checkpoint
+
+        model = load_checkpoint(source)[0]
     with torch.no_grad():
         clean = (model(x).argmax(1) == y).float().mean()
-    attack, x_adv = run(name, backend, model, x, y, absolute_radii(x, 1.0, "absolute"))
+    attack, x_adv = run(name, backend, model, x, y, absolute_radii(x, 1.0, "absolute"), source=source,
+                        steps=FEW_STEPS.get(name) if name == "square" else None)
     with torch.no_grad():
         pred = model(x_adv).argmax(1)
     assert (pred == y).float().mean() <= clean

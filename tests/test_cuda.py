@@ -6,7 +6,8 @@ Marked ``gpu`` (deselected by default; run with ``python -m pytest -m gpu`` on a
 import pytest
 import torch
 
-from robench.attacks import ATTACKS, build_attack
+from robench.attacks import ATTACKS, attack_backends, build_attack
+from robench.audit import AuditConfig, run_audit
 from robench.checkpoints import load_checkpoint
 from robench.epsilon import absolute_radii
 from robench.train import train
@@ -29,15 +30,14 @@ def test_every_loss_trains_on_cuda(tiny_config, loss):
     assert meta["status"] == "finished" and meta["test_accuracy"] == meta["test_accuracy"]
 
 
-@pytest.mark.parametrize("backend", ["native", "art"])
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize(("name", "backend"), [(n, b) for n in ATTACKS.names() for b in attack_backends(n)])
 def test_attacks_on_cuda_stay_in_ball(tiny_config, synth_data, name, backend):
     config = tiny_config("ce", epochs=1)
     train(config, device="cpu", progress=False)
     model, _ = load_checkpoint(config.out, device="cuda")
     x, y = synth_data.x_test[:16].cuda(), synth_data.y_test[:16].cuda()
     eps = absolute_radii(x, 0.3, "relative")
-    x_adv = build_attack(name, backend, steps=5 if name != "jsma" else 20)(model, x, y, eps)
+    x_adv = build_attack(name, backend, steps=5 if name != "jsma" else 20, source=config.out)(model, x, y, eps)
     assert x_adv.device.type == "cuda" and x_adv.shape == x.shape
     assert (x_adv >= 0).all() and (x_adv <= 1).all()
     assert ((x_adv - x).abs().flatten(1).amax(1) <= eps + 1e-6).all()
@@ -53,3 +53,13 @@ def test_recipe_runs_on_cuda(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["run", "tiny.toml", "--device", "cuda", "--quiet"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "results" / "tiny" / "table1.md").exists()
+
+
+def test_audit_runs_on_cuda(tiny_config, tmp_path):
+    config = tiny_config("ce", epochs=1)
+    train(config, device="cpu", progress=False)
+    cfg = AuditConfig(eps_grid=(0.0, 0.1, 0.3), n_samples=16, strong_steps=5, strong_restarts=2, apgd_steps=5,
+                      square_queries=20, transfer_steps=3)
+    report = run_audit(config.out, cfg, csv=tmp_path / "a.csv", out_json=tmp_path / "a.json", device="cuda",
+                       progress=False)
+    assert report["environment"]["device"].startswith("cuda") and len(report["checks"]) == 7

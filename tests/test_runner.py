@@ -117,3 +117,40 @@ def test_bad_recipe_is_one_line_exit_2(tmp_path):
     bad.write_text(TINY.replace("epochs = 2", "epochs = -1"))
     error_line(run(bad))
     error_line(run(tmp_path / "missing.toml"))
+
+
+AUDIT = """
+[audit]
+n_samples = 32
+strong_steps = 4
+strong_restarts = 2
+apgd_steps = 4
+square_queries = 20
+transfer_steps = 3
+"""
+
+
+def test_audit_table_audits_every_checkpoint_reusing_protocol_rows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.replace('eps = [0, 0.1, 0.3]\nsweep = "independent"',
+                                 'eps = [0, 0.1, 0.3]\nsweep = "independent"\nn_samples = 32') + AUDIT)
+    dry = run(path, "--dry-run")
+    assert "audits: 3 (3 to do), 32 images, relative eps check 0.3" in dry.output
+    result = run(path)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "results" / "tiny"
+    reports = {p.parent.name: json.loads(p.read_text()) for p in out.glob("runs/*/audit.json")}
+    assert len(reports) == 3
+    gccs = reports["synthetic-small-cnn-gccs-regular-s0"]
+    assert gccs["transfer_source"].endswith("synthetic-small-cnn-ce-regular-s0") and gccs["eps_check"] == 0.3
+    assert reports["synthetic-small-cnn-ce-regular-s0"]["transfer_source"] is None
+    rows = read_attack_rows(out / "attacks.csv")
+    protocol = [r for r in rows if r["attack"] == "pgd" and r["steps"] == "5" and r["restarts"] == "1"
+                and r["attack_loss"] == "ce" and r["eps_mode"] == "relative"]
+    assert len(protocol) == 3 * 3 and len({row_key(r) for r in rows}) == len(rows)  # reused, not duplicated
+    worst = [r for r in rows if r["attack"] == "worst" and r["n"] == "32" and float(r["eps"]) == 0.3]
+    assert len(worst) == 3 and all("square" in r["source"] and "apgd" in r["source"] for r in worst)
+    before = snapshot(out)
+    assert "nothing to do" in run(path).output
+    assert snapshot(out) == before

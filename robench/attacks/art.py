@@ -17,42 +17,89 @@ A ``PyTorchClassifier`` is built around the checkpoint's model (clip values (0, 
   reaches 1, its number of iterations, and time, grows like 1/θ: at small ε it is very slow.
 
 ART needs positive radii: images with ε = 0 are returned unchanged without calling ART.
-The attack loss ``margin`` is passed to ART as the classifier's loss; with it ART's
-untargeted ascent and targeted descent both use max_{j≠label} z_j − z_label.
+The attack losses ``margin`` and ``dlr`` are passed to ART as the classifier's loss
+(:class:`ObjectiveLoss`, the untargeted ``attack_objective``): ART ascends it for untargeted
+attacks, so ``pgd`` ascends the margin or the DLR; for targeted ones ART descends it, which
+with ``margin`` at the target t is ascending z_t − max_{j≠t} z_j. ART's loss sees only the
+labels it is given (the targets), so the targeted DLR, which needs the true label too, has no
+ART version: ``tgsm`` with ``dlr`` runs natively only.
+
+ART draws its random starts from numpy's global generator: every ART attack seeds numpy (and
+torch) from ``torch.initial_seed()`` for the duration of the call and restores both after, so
+``torch.manual_seed(s)`` before an attack makes its ART run reproducible too.
+``apgd`` and ``square`` (ART only) live in ``art_adaptive.py``.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
 
-from robench.attacks.base import Attack, check_settings, num_classes_of, per_image, project, target_labels
+from robench.attacks.base import (Attack, attack_objective, check_dlr_classes, check_settings, num_classes_of,
+                                  per_image, project, target_labels)
 from robench.errors import RobenchError
 
 
-class MarginLoss(nn.Module):
-    """max_{j≠label} z_j − z_label, averaged; accepts index or one-hot labels (ART passes one-hot)."""
+class ObjectiveLoss(nn.Module):
+    """The untargeted ``attack_objective`` (``margin``: max_{j≠label} z_j − z_label, or ``dlr``) as an ART loss.
+
+    Accepts index or one-hot labels (ART passes one-hot); ``reduction`` is "mean" (default),
+    "sum" or "none", which ART sets when it asks for per-image losses.
+    """
+
+    def __init__(self, loss: str, reduction: str = "mean"):
+        super().__init__()
+        self.loss, self.reduction = loss, reduction
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if labels.dim() == 2:
             labels = labels.argmax(1)
-        labels = labels.long()
-        own = z.gather(1, labels[:, None])[:, 0]
-        others = z.masked_fill(nn.functional.one_hot(labels, z.shape[1]).bool(), float("-inf")).amax(1)
-        return (others - own).mean()
+        value = attack_objective(z, labels.long(), self.loss, targeted=False)
+        if self.reduction == "mean":
+            return value.mean()
+        return value.sum() if self.reduction == "sum" else value
 
 
 def art_classifier(model: nn.Module, x: torch.Tensor, loss: str = "ce"):
+    """ART's ``PyTorchClassifier`` around ``model`` (logits, images in [0, 1]) with the given attack loss."""
     from art.estimators.classification import PyTorchClassifier
 
     device = next(model.parameters()).device
     return PyTorchClassifier(
-        model=model, loss=nn.CrossEntropyLoss() if loss == "ce" else MarginLoss(), input_shape=tuple(x.shape[1:]),
-        nb_classes=num_classes_of(model, x), clip_values=(0.0, 1.0),
+        model=model, loss=nn.CrossEntropyLoss() if loss == "ce" else ObjectiveLoss(loss),
+        input_shape=tuple(x.shape[1:]), nb_classes=num_classes_of(model, x), clip_values=(0.0, 1.0),
         device_type="gpu" if device.type == "cuda" else "cpu")
+
+
+@contextmanager
+def seeded_from_torch(device: torch.device) -> Iterator[None]:
+    """Seed numpy's global generator (ART's source of randomness) and torch from ``torch.initial_seed()``.
+
+    Both generators are restored on exit, so an ART call has no effect on later random draws.
+    """
+    seed = torch.initial_seed() % 2**32
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.random.default_generator.manual_seed(seed)
+            if device.type == "cuda":
+                with torch.cuda.device(device):
+                    torch.cuda.manual_seed(seed)
+            yield
+    finally:
+        np.random.set_state(state)
+
+
+def by_radius(radii: np.ndarray) -> Iterator[tuple[float, np.ndarray]]:
+    """(radius, row indices) for each distinct radius: for ART attacks that take one scalar ε per call."""
+    for eps in np.unique(radii):
+        yield float(eps), np.flatnonzero(radii == eps)
 
 
 class _ArtAttack(Attack):
@@ -68,7 +115,8 @@ class _ArtAttack(Attack):
             return out
         idx = moving.nonzero().flatten()
         xs, ys, radii = x[idx], y[idx], eps.to(x.device)[idx]
-        adv = self._generate(model, xs.detach().cpu().numpy(), ys.cpu().numpy(), radii.cpu().numpy(), xs)
+        with seeded_from_torch(x.device):
+            adv = self._generate(model, xs.detach().cpu().numpy(), ys.cpu().numpy(), radii.cpu().numpy(), xs)
         adv = torch.from_numpy(adv).to(device=x.device, dtype=x.dtype)
         out[idx] = project(adv, xs, per_image(radii, xs))
         return out
@@ -94,6 +142,8 @@ class ArtPGD(_ArtAttack):
     def _generate(self, model, x_np, y_np, radii, x_t):
         from art.attacks.evasion import ProjectedGradientDescent
 
+        if self.loss == "dlr":
+            check_dlr_classes(num_classes_of(model, x_t), targeted=False)
         classifier = art_classifier(model, x_t, self.loss)
 
         def run(x_part, y_part, eps):
@@ -107,9 +157,8 @@ class ArtPGD(_ArtAttack):
             return run(x_np, y_np, radii.astype(np.float32).reshape(-1, *([1] * (x_np.ndim - 1))))
         # ART 1.20's random initialisation cannot broadcast an array ε: one call per distinct radius
         out = x_np.copy()
-        for eps in np.unique(radii):
-            rows = np.flatnonzero(radii == eps)
-            out[rows] = run(x_np[rows], y_np[rows], float(eps))
+        for eps, rows in by_radius(radii):
+            out[rows] = run(x_np[rows], y_np[rows], eps)
         return out
 
 
@@ -118,6 +167,8 @@ class ArtTGSM(_ArtAttack):
 
     def __init__(self, steps: int = 5, step_size: float | None = None, loss: str = "ce", batch_size: int = 128):
         check_settings(self.name, steps, step_size, 1, loss)
+        if loss == "dlr":
+            raise RobenchError("tgsm with attack loss dlr runs natively only (ART's loss does not see the true label)")
         super().__init__(batch_size)
         self.steps, self.loss = steps, loss
         self.step_size = step_size if step_size is not None else 1.0 / steps
@@ -154,12 +205,12 @@ class ArtJSMA(_ArtAttack):
         targets = target_labels(torch.from_numpy(y_np), num_classes_of(model, x_t)).numpy()
         gamma = min(1.0, self.steps / float(np.prod(x_np.shape[1:])))
         out = x_np.copy()
-        for theta in np.unique(radii):
-            rows = np.flatnonzero(radii == theta)
-            attack = SaliencyMapMethod(classifier, theta=float(theta), gamma=gamma, batch_size=self.batch_size,
+        for theta, rows in by_radius(radii):
+            attack = SaliencyMapMethod(classifier, theta=theta, gamma=gamma, batch_size=self.batch_size,
                                        verbose=False)
             out[rows] = attack.generate(x_np[rows], y=targets[rows])
         return out
 
 
 ART_ATTACKS: dict[str, type[_ArtAttack]] = {"pgd": ArtPGD, "tgsm": ArtTGSM, "jsma": ArtJSMA}
+"""The ART versions of native attacks; ART-only attacks (``art_only``) are registered in ``ATTACKS`` itself."""

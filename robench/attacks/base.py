@@ -7,10 +7,13 @@
   paper's rule ("the targeted output class is y_{l+1} when the true class is y_l").
 * Batched over images, device-agnostic, the model in eval mode; gradients are taken with
   respect to the input only (parameters' ``.grad`` is never computed).
+* ``settings()`` gives the columns every result row records: steps, step_size (relative to ε),
+  restarts, attack_loss and source (the checkpoint a transfer attack crafts on, else None).
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 
 import torch
@@ -19,23 +22,40 @@ import torch.nn.functional as F
 from robench.errors import RobenchError
 from robench.registry import Registry
 
-ATTACK_LOSSES = ("ce", "margin")
+ATTACK_LOSSES = ("ce", "margin", "dlr")
+SETTING_DEFAULTS = {"steps": None, "step_size": None, "restarts": 1, "attack_loss": None, "source": None}
 
 
 class Attack(ABC):
-    """An L∞ attack with its settings fixed at construction."""
+    """An L∞ attack with its settings fixed at construction.
+
+    ``art_only``: the attack exists only through ART (``build_attack(name, "native")`` refuses it).
+    A subclass's ``settings()`` is completed with ``SETTING_DEFAULTS`` for the keys it leaves out,
+    so every attack reports every row column (``source`` is None except for ``transfer``).
+    """
 
     name: str = ""
     targeted: bool = False
     backend: str = "native"
+    art_only: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("settings")
+        if own is not None:
+            @functools.wraps(own)
+            def settings(self) -> dict:
+                return {**SETTING_DEFAULTS, **own(self)}
+
+            cls.settings = settings
 
     @abstractmethod
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Adversarial images for (x, y) within per-image radii ``eps`` (B,)."""
 
     def settings(self) -> dict:
-        """The parameters recorded in every result row (steps, step_size, restarts, attack_loss)."""
-        return {}
+        """The parameters recorded in every result row: the keys of ``SETTING_DEFAULTS``."""
+        return dict(SETTING_DEFAULTS)
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
@@ -65,21 +85,64 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, radius: torch.Tensor) -> torch
     return torch.minimum(torch.maximum(x_adv, x - radius), x + radius).clamp_(0.0, 1.0)
 
 
-def attack_objective(z: torch.Tensor, labels: torch.Tensor, loss: str, targeted: bool) -> torch.Tensor:
-    """Per-image objective the attack *maximises*.
+def attack_objective(z: torch.Tensor, labels: torch.Tensor, loss: str, targeted: bool,
+                     true_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image objective (B,) the attack *maximises*, from logits z (B, D).
 
-    Untargeted (labels = true y): ``ce`` = CE(z, y); ``margin`` = max_{j≠y} z_j − z_y
-    (Carlini & Wagner 2017). Targeted (labels = targets t): ``ce`` = −CE(z, t); ``margin`` =
-    z_t − max_{j≠t} z_j.
+    Untargeted (labels = true y):
+
+    * ``ce``: CE(z, y);
+    * ``margin``: max_{j≠y} z_j − z_y (Carlini & Wagner 2017);
+    * ``dlr``: −(z_y − max_{j≠y} z_j) / (z_π1 − z_π3 + 1e-12), π sorting z in decreasing order
+      (Croce & Hein 2020, the "difference of logits ratio" of APGD-DLR); needs D ≥ 3.
+
+    Targeted (labels = targets t; ``dlr`` also needs the true labels y as ``true_labels``):
+
+    * ``ce``: −CE(z, t);
+    * ``margin``: z_t − max_{j≠t} z_j;
+    * ``dlr``: −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e-12) (Croce & Hein 2020, the targeted DLR
+      of APGD-T); needs D ≥ 4.
+
+    DLR is invariant to shifting and (positively) scaling the logits, so it is not fooled by
+    a model that only makes its logits large.
     """
     if loss == "ce":
         ce = F.cross_entropy(z, labels, reduction="none")
         return -ce if targeted else ce
     if loss == "margin":
-        own = z.gather(1, labels[:, None])[:, 0]
-        others = z.masked_fill(F.one_hot(labels, z.shape[1]).bool(), float("-inf")).amax(1)
+        own, others = _own_and_best_other(z, labels)
         return own - others if targeted else others - own
+    if loss == "dlr":
+        return _dlr(z, labels, targeted, true_labels)
     raise RobenchError(f"unknown attack loss {loss!r}; choose one of: {', '.join(ATTACK_LOSSES)}")
+
+
+def _own_and_best_other(z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z_label, max_{j≠label} z_j), each (B,)."""
+    own = z.gather(1, labels[:, None])[:, 0]
+    return own, z.masked_fill(F.one_hot(labels, z.shape[1]).bool(), float("-inf")).amax(1)
+
+
+def check_dlr_classes(num_classes: int, targeted: bool) -> None:
+    """DLR's denominator uses the 3rd (untargeted) or 4th (targeted) largest logit."""
+    need = 4 if targeted else 3
+    if num_classes < need:
+        kind = "targeted" if targeted else "untargeted"
+        raise RobenchError(f"attack loss dlr needs at least {need} classes for a {kind} attack; "
+                           f"the model has {num_classes}: use --attack-loss ce or margin")
+
+
+def _dlr(z: torch.Tensor, labels: torch.Tensor, targeted: bool, true_labels: torch.Tensor | None) -> torch.Tensor:
+    check_dlr_classes(z.shape[1], targeted)
+    top = z.topk(4 if targeted else 3, dim=1).values  # z_π1 ≥ z_π2 ≥ z_π3 (≥ z_π4)
+    if not targeted:
+        own, others = _own_and_best_other(z, labels)
+        return -(own - others) / (top[:, 0] - top[:, 2] + 1e-12)
+    if true_labels is None:
+        raise ValueError("the targeted DLR needs the true labels: pass true_labels=y")
+    own = z.gather(1, true_labels[:, None])[:, 0]
+    target = z.gather(1, labels[:, None])[:, 0]
+    return -(own - target) / (top[:, 0] - (top[:, 2] + top[:, 3]) / 2 + 1e-12)
 
 
 def check_settings(name: str, steps: int, step_size: float | None, restarts: int, loss: str) -> None:

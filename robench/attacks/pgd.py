@@ -2,9 +2,12 @@
 
 x⁰ = x + U(−ε, ε) (uniform random start, clipped to [0, 1]); then ``steps`` times
 xᵏ⁺¹ = Π_{B∞(x, ε) ∩ [0,1]}(xᵏ + α·sign ∇ₓ L(z(xᵏ), y)), with α = ``step_size``·ε per image
-(default 2.5/steps, so 2.5·ε/steps as in Madry et al.). L is CE on z (the paper's) or the
-Carlini–Wagner margin max_{j≠y} z_j − z_y. ``restarts = R`` keeps, per image, the worst of R
-random starts (a misclassifying one if any, else the one with the highest loss).
+(default 2.5/steps, so 2.5·ε/steps as in Madry et al.). L is CE on z (the paper's), the
+Carlini–Wagner margin max_{j≠y} z_j − z_y, or Croce & Hein's (2020) DLR (``attack_objective``).
+``restarts = R``: after each run only the images still classified correctly are attacked again
+from a new random start (AutoAttack's rule); an image keeps its first misclassifying example,
+else the example with the highest loss. The first run is the R = 1 attack, so R > 1 never
+leaves more images correct than R = 1 with the same seed.
 Shapes: x (B, C, H, W) in [0, 1], y (B,), eps (B,) absolute radii.
 """
 
@@ -16,12 +19,16 @@ from robench.attacks.base import ATTACKS, Attack, attack_objective, check_settin
 
 
 def sign_gradient_ascent(model, x, labels, radius, alpha, steps: int, loss: str, targeted: bool,
-                         start: torch.Tensor) -> torch.Tensor:
-    """``steps`` projected sign-gradient ascent steps on ``attack_objective`` from ``start``."""
+                         start: torch.Tensor, true_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """``steps`` projected sign-gradient ascent steps on ``attack_objective`` from ``start``.
+
+    ``labels`` are the true labels (untargeted) or the targets (targeted); ``true_labels`` are
+    the true labels a targeted DLR needs. ``radius`` and ``alpha`` broadcast against x.
+    """
     x_adv = start
     for _ in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
-        objective = attack_objective(model(x_adv), labels, loss, targeted).sum()
+        objective = attack_objective(model(x_adv), labels, loss, targeted, true_labels).sum()
         (grad,) = torch.autograd.grad(objective, x_adv)
         x_adv = project(x_adv.detach() + alpha * grad.sign(), x, radius)
     return x_adv.detach()
@@ -41,27 +48,34 @@ class PGD(Attack):
     def settings(self) -> dict:
         return {"steps": self.steps, "step_size": self.step_size, "restarts": self.restarts, "attack_loss": self.loss}
 
+    def _run(self, model, x, y, radius) -> torch.Tensor:
+        start = x
+        if self.random_start:
+            start = project(x + (torch.rand_like(x) * 2 - 1) * radius, x, radius)
+        return sign_gradient_ascent(model, x, y, radius, self.step_size * radius, self.steps, self.loss, False, start)
+
     def __call__(self, model, x, y, eps):
         if not bool((eps > 0).any()):
             return x.clone()
         radius = per_image(eps, x)
-        alpha = self.step_size * radius
-        best, best_score = x.clone(), None
-        for _ in range(self.restarts):
-            start = x
-            if self.random_start:
-                start = project(x + (torch.rand_like(x) * 2 - 1) * radius, x, radius)
-            x_adv = sign_gradient_ascent(model, x, y, radius, alpha, self.steps, self.loss, False, start)
-            if self.restarts == 1:
-                return x_adv
+        best = self._run(model, x, y, radius)
+        if self.restarts == 1:
+            return best
+        with torch.no_grad():
+            z = model(best)
+        best_score = attack_objective(z, y, self.loss, False)
+        robust = (z.argmax(1) == y) & (eps.to(x.device) > 0)
+        for _ in range(self.restarts - 1):
+            idx = robust.nonzero().flatten()
+            if len(idx) == 0:
+                break
+            x_adv = self._run(model, x[idx], y[idx], radius[idx])
             with torch.no_grad():
                 z = model(x_adv)
-                # misclassified first, then by loss: a score that orders (fooled, objective)
-                score = attack_objective(z, y, self.loss, False) + 1e9 * (z.argmax(1) != y)
-            if best_score is None:
-                best, best_score = x_adv, score
-            else:
-                better = score > best_score
-                best = torch.where(per_image(better, x).bool(), x_adv, best)
-                best_score = torch.maximum(score, best_score)
+            score = attack_objective(z, y[idx], self.loss, False)
+            fooled = z.argmax(1) != y[idx]
+            better = fooled | (score > best_score[idx])
+            best[idx[better]] = x_adv[better]
+            best_score[idx[better]] = score[better]
+            robust[idx[fooled]] = False
         return best

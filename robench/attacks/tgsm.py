@@ -2,13 +2,16 @@
 
 Target t = (y + 1) mod D (the paper's rule); ``steps`` (default 5) times
 x ← Π_{B∞(x, ε) ∩ [0,1]}(x − α·sign ∇ₓ CE(z(x), t)) with α = ``step_size``·ε (default 1/steps,
-i.e. ε/steps), no random start. With ``loss="margin"`` it ascends z_t − max_{j≠t} z_j instead.
+i.e. ε/steps), no random start. With ``loss="margin"`` it ascends z_t − max_{j≠t} z_j instead;
+with ``loss="dlr"`` the targeted DLR −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2) (Croce & Hein 2020),
+which needs the true labels y and D ≥ 4.
 Shapes: x (B, C, H, W) in [0, 1], y (B,) true labels, eps (B,) absolute radii.
 """
 
 from __future__ import annotations
 
-from robench.attacks.base import ATTACKS, Attack, check_settings, num_classes_of, per_image, target_labels
+from robench.attacks.base import (ATTACKS, Attack, check_dlr_classes, check_settings, num_classes_of, per_image,
+                                  target_labels)
 from robench.attacks.pgd import sign_gradient_ascent
 
 
@@ -26,9 +29,12 @@ class TGSM(Attack):
         return {"steps": self.steps, "step_size": self.step_size, "restarts": 1, "attack_loss": self.loss}
 
     def __call__(self, model, x, y, eps):
+        num_classes = num_classes_of(model, x)
+        if self.loss == "dlr":
+            check_dlr_classes(num_classes, targeted=True)
         if not bool((eps > 0).any()):
             return x.clone()
         radius = per_image(eps, x)
-        targets = target_labels(y, num_classes_of(model, x))
+        targets = target_labels(y, num_classes)
         return sign_gradient_ascent(model, x, targets, radius, self.step_size * radius, self.steps, self.loss,
-                                    True, x)
+                                    True, x, true_labels=y)

@@ -1,0 +1,140 @@
+"""The seven checks of ``robench audit``: each states what it measured, its threshold and a verdict.
+
+Thresholds (points = percentage points of accuracy on the audited subset):
+
+1. ``monotone``: the largest rise of PGD accuracy between consecutive ε of an independent
+   sweep: pass ≤ 0.5 (random-start noise), warn ≤ 2, fail above.
+2. ``large-eps``: PGD accuracy at absolute ε = 0.5: pass ≤ chance + 5, warn ≤ chance + 15.
+3. ``convergence``: PGD-5 minus PGD-100 × 5 restarts: pass ≤ 2, warn ≤ 4.
+4. ``attack-loss``: the largest gain of a margin or DLR loss over CE at the same budget
+   (PGD-5, TGSM-5, APGD): pass ≤ 2, warn ≤ 4.
+5. ``black-box``: the largest gain of Square or transfer over the stronger white-box PGD
+   (PGD-5 or PGD-100 × 5, CE): pass ≤ 1, warn ≤ 3.
+6. ``zero-gradient``: images whose input gradient of the CE attack loss is all zero or
+   non-finite: pass < 1 %, warn < 5 %.
+7. ``deterministic``: two eval-mode forward passes: pass if the logits agree to 1e-5 (relative),
+   warn if only the predictions agree, fail otherwise.
+
+A check whose attacks could not run (e.g. DLR with fewer than three classes, transfer without a
+cross-entropy checkpoint) is ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+STATUSES = ("pass", "warn", "fail", "skipped")
+
+
+@dataclass
+class Check:
+    id: int
+    name: str
+    question: str
+    measured: float | None
+    measured_text: str
+    threshold: str
+    status: str
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def grade(value: float, passing: float, warning: float) -> str:
+    return "pass" if value <= passing + 1e-9 else "warn" if value <= warning + 1e-9 else "fail"
+
+
+def pts(accuracy_gap: float) -> float:
+    return round(100.0 * accuracy_gap, 2)
+
+
+def check_monotone(accuracy_by_eps: dict[float, float]) -> Check:
+    q = "PGD accuracy falls monotonically with eps (independent sweep)"
+    eps = sorted(accuracy_by_eps)
+    rises = [(pts(accuracy_by_eps[b] - accuracy_by_eps[a]), a, b) for a, b in zip(eps, eps[1:])]
+    if not rises:
+        return Check(1, "monotone", q, None, "n/a", "rise <= 0.5 pts", "skipped", "needs at least two eps")
+    rise, a, b = max(rises)
+    rise = max(rise, 0.0)
+    detail = f"largest rise between eps {a:g} and {b:g}" if rise > 0 else f"no rise over {len(eps)} eps"
+    return Check(1, "monotone", q, rise, f"{rise:.1f} pts", "rise <= 0.5 pts (warn <= 2)", grade(rise, 0.5, 2.0),
+                 detail)
+
+
+def check_large_eps(accuracy: float, num_classes: int, eps: float) -> Check:
+    chance = 100.0 / num_classes
+    value = pts(accuracy)
+    return Check(2, "large-eps", f"PGD at absolute eps = {eps:g} leaves at most chance + 5 pts", value,
+                 f"{value:.1f} %", f"<= {chance + 5:.1f} % (chance {chance:.1f} + 5; warn <= +15)",
+                 grade(value, chance + 5, chance + 15), "above it the attack cannot reach images it should")
+
+
+def check_convergence(weak: float, strong: float, weak_name: str, strong_name: str) -> Check:
+    drop = pts(weak - strong)
+    return Check(3, "convergence", f"{strong_name} lowers accuracy by at most 2 pts below {weak_name}", drop,
+                 f"{drop:+.1f} pts", "drop <= 2 pts (warn <= 4)", grade(drop, 2.0, 4.0),
+                 f"{weak_name} {100 * weak:.1f} %, {strong_name} {100 * strong:.1f} %")
+
+
+def check_attack_loss(pairs: list[tuple[str, float, str, float]]) -> Check:
+    """``pairs``: (CE attack name, its accuracy, adaptive attack name, its accuracy) at the same budget."""
+    q = "margin/DLR losses do not beat CE by more than 2 pts"
+    if not pairs:
+        return Check(4, "attack-loss", q, None, "n/a", "gain <= 2 pts", "skipped", "no margin/DLR attack ran")
+    gain, ce_name, ce_acc, name, acc = max((pts(c - a), cn, c, an, a) for cn, c, an, a in pairs)
+    detail = f"{name} {100 * acc:.1f} % vs {ce_name} {100 * ce_acc:.1f} % (largest of {len(pairs)} pairs)"
+    return Check(4, "attack-loss", q, gain, f"{gain:+.1f} pts", "gain <= 2 pts (warn <= 4)", grade(gain, 2.0, 4.0),
+                 detail)
+
+
+def check_black_box(white_name: str, white: float, black: list[tuple[str, float]], skipped: str = "") -> Check:
+    q = "black-box Square and transfer do not beat white-box PGD by more than 1 pt"
+    if not black:
+        return Check(5, "black-box", q, None, "n/a", "gain <= 1 pt", "skipped", skipped or "no black-box attack ran")
+    gain, name, acc = max((pts(white - a), n, a) for n, a in black)
+    detail = f"{name} {100 * acc:.1f} % vs {white_name} {100 * white:.1f} %" + (f"; {skipped}" if skipped else "")
+    return Check(5, "black-box", q, gain, f"{gain:+.1f} pts", "gain <= 1 pt (warn <= 3)", grade(gain, 1.0, 3.0),
+                 detail)
+
+
+def zero_gradient_fraction(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                           device: torch.device) -> tuple[float, int, int]:
+    """(fraction, zero count, non-finite count) of images whose ∇ₓ CE(z(x), y) is all zero or non-finite."""
+    zero = nonfinite = 0
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+        xb = xb.to(device).requires_grad_(True)
+        loss = F.cross_entropy(model(xb), yb.to(device), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xb)
+        flat = grad.flatten(1)
+        bad = ~torch.isfinite(flat).all(1)
+        nonfinite += int(bad.sum())
+        zero += int(((flat == 0).all(1) & ~bad).sum())
+    return (zero + nonfinite) / len(y), zero, nonfinite
+
+
+def check_zero_gradient(fraction: float, zero: int, nonfinite: int, n: int) -> Check:
+    value = round(100.0 * fraction, 2)
+    return Check(6, "zero-gradient", "under 1 % of images have a zero or non-finite input gradient of the CE loss",
+                 value, f"{value:.1f} %", "< 1 % (warn < 5 %)",
+                 "pass" if value < 1 else "warn" if value < 5 else "fail",
+                 f"{zero} zero and {nonfinite} non-finite of {n} images (AutoAttack's check)")
+
+
+@torch.no_grad()
+def check_deterministic(model: torch.nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> Check:
+    diff, scale, flips = 0.0, 0.0, 0
+    for xb in x.split(batch_size):
+        xb = xb.to(device)
+        a, b = model(xb), model(xb)
+        diff = max(diff, float((a - b).abs().max()))
+        scale = max(scale, float(a.abs().max()))
+        flips += int((a.argmax(1) != b.argmax(1)).sum())
+    relative = diff / (1.0 + scale)
+    status = "pass" if relative <= 1e-5 else "warn" if flips == 0 else "fail"
+    return Check(7, "deterministic", "outputs are deterministic across two forward passes (else use EOT)",
+                 relative, f"{relative:.1e}", "max |dz| / (1 + max |z|) <= 1e-5", status,
+                 f"{flips} of {len(x)} predictions changed")
