@@ -62,15 +62,16 @@ def audit(
     batch_size: Annotated[int, typer.Option(help="Images per attack batch.")] = 128,
     data_dir: Annotated[Optional[Path], typer.Option(help="Dataset directory (default: $ROBENCH_DATA or ~/.cache/robench/data).")] = None,
     download: Annotated[bool, typer.Option("--download", help="Download the dataset if it is missing.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when the verdict is fail (for CI).")]
+    = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Check whether a checkpoint's robust accuracy can be trusted: adaptive attacks and gradient-masking checks.
 
-    Runs a fixed battery on a seeded test subset (paper-protocol PGD-5 over the ε grid, PGD at absolute
-    ε = 0.5, PGD-100 with 5 restarts, margin and DLR losses, APGD-CE/DLR and Square through ART, transfer
-    from the cross-entropy model), grades seven checks pass/warn/fail, and writes audit.json plus the
-    battery's rows (with per-image worst-case rows) to audit.csv. Resumable: rows already in the CSV are kept.
+    Runs a fixed battery on a seeded test subset (paper-protocol PGD-5 over the ε grid, PGD at absolute ε = 0.5, PGD-100 with 5 restarts, margin and DLR losses, APGD-CE/DLR and Square through ART, transfer from the cross-entropy model), grades seven checks pass/warn/fail, and writes audit.json plus the battery's rows (with per-image worst-case rows) to audit.csv.
+
+    Resumable: rows already in the CSV are kept. Exit code 0 whatever the verdict unless --strict.
     """
     from robench.audit import AUDIT_JSON, AuditConfig, run_audit
     from robench.epsilon import EPS_MODES, parse_eps_grid
@@ -96,3 +97,5 @@ def audit(
 
     Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160).print(verdict_table(report))
     typer.echo(f"{out_dir / AUDIT_JSON} ({report['seconds']:.0f} s)")
+    if strict and report["verdict"] == "fail":
+        raise typer.Exit(1)

@@ -101,6 +101,12 @@ def test_cli_prints_the_verdict_table(runs, tmp_path):
     for word in ("monotone", "zero-gradient", "deterministic", "worst case", "verdict"):
         assert word in result.output
     assert (tmp_path / "audit.json").exists() and (tmp_path / "audit.csv").exists()
+    verdict = json.loads((tmp_path / "audit.json").read_text())["verdict"]
+    strict = runner.invoke(app, ["audit", str(runs / "gccs"), "--out", str(tmp_path), "--n-samples", "24",
+                                 "--eps-grid", "0,0.2", "--strong-steps", "5", "--strong-restarts", "1",
+                                 "--apgd-steps", "5", "--square-queries", "20", "--quiet", "--device", "cpu",
+                                 "--strict"])
+    assert strict.exit_code == (1 if verdict == "fail" else 0), strict.output
 
 
 @pytest.mark.parametrize("args,match", [
