@@ -141,6 +141,7 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
     cfg.validate()
     t0, started = time.perf_counter(), utc_now()
     dev = resolve_device(device)
+    env = environment(dev)  # the code that runs is the code at start
     checkpoint = str(checkpoint)
     model, meta = load_checkpoint(checkpoint, device=dev)
     read_attack_rows(csv)  # refuse a foreign CSV before any work
@@ -201,6 +202,6 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
         "transfer_source": source, "transfer_note": source_note,
         "checks": [c.to_dict() for c in results], "verdict": verdict, "config": asdict(cfg),
         "started_at": started, "finished_at": utc_now(), "seconds": round(time.perf_counter() - t0, 1),
-        "environment": environment(dev)}
+        "environment": env}
     atomic_write_json(out_json, report)
     return report

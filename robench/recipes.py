@@ -85,6 +85,8 @@ class AuditStep:
     apgd_steps: int = 100
     square_queries: int = 1000
     transfer_steps: int = 20
+    losses: tuple[str, ...] | None = None   # audit only these losses' checkpoints (None: all)
+    modes: tuple[str, ...] | None = None    # and only these training modes (None: all)
 
 
 @dataclass(frozen=True)
@@ -292,7 +294,7 @@ def _latent(ctx: _Context, data: dict) -> LatentStep:
                       seed=_get(ctx, t, data, "seed", int, 0))
 
 
-def _audit(ctx: _Context, data: dict) -> AuditStep:
+def _audit(ctx: _Context, data: dict, train: TrainingSpec) -> AuditStep:
     from robench.epsilon import EPS_MODES
 
     t = "audit"
@@ -301,13 +303,19 @@ def _audit(ctx: _Context, data: dict) -> AuditStep:
     counts = {k: _get(ctx, t, data, k, int, getattr(AuditStep, k), **positive)
               for k in ("batch_size", "steps", "strong_steps", "strong_restarts", "apgd_steps", "square_queries",
                         "transfer_steps")}
+    subsets = {}
+    for key, among in (("losses", train.losses), ("modes", train.modes)):
+        subsets[key] = _names(ctx, t, data, key, None) if key in data else None
+        for name in subsets[key] or ():
+            if name not in among:
+                raise ctx.fail(t, key, f"{name!r} is not among train.{key} ({', '.join(among)})")
     return AuditStep(
         eps=_eps(ctx, t, data, 0) if "eps" in data else None,
         eps_mode=_get(ctx, t, data, "eps_mode", str, None, check=lambda v: v in EPS_MODES,
                       message=f"choose one of: {', '.join(EPS_MODES)}"),
         eps_check=_get(ctx, t, data, "eps_check", (int, float), None, check=_positive, message="must be positive"),
         n_samples=_get(ctx, t, data, "n_samples", int, None, **positive), seed=_get(ctx, t, data, "seed", int, None),
-        **counts)
+        **counts, **subsets)
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -341,7 +349,7 @@ def load_recipe(path: str | Path) -> Recipe:
         scale=_get(ctx, "", data, "scale", str, ""), train=train,
         attacks=tuple(_attack(ctx, a, i, train.datasets) for i, a in enumerate(attacks)),
         latent=_latent(ctx, data["latent"]) if "latent" in data else None,
-        audit=_audit(ctx, data["audit"]) if "audit" in data else None,
+        audit=_audit(ctx, data["audit"], train) if "audit" in data else None,
         report=ReportStep(compare_paper=_get(ctx, "report", report, "compare_paper", bool, False)))
 
 

@@ -72,15 +72,19 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def git_commit() -> str | None:
-    """The commit of the robench source tree (``+dirty`` if it has local changes), or None."""
-    src = Path(__file__).resolve().parent.parent
+def git_commit(src: Path | None = None) -> str | None:
+    """The commit of the robench source tree (``+dirty`` if the code has local changes), or None.
+
+    Only ``robench/`` and ``pyproject.toml`` count: a run that writes into a tracked ``results/``
+    directory does not make its own provenance dirty.
+    """
+    src = src or Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "robench",
+                                "pyproject.toml"], cwd=src, capture_output=True, text=True, timeout=10)
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

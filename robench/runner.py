@@ -136,6 +136,9 @@ def _plan_audits(recipe: Recipe, runs: tuple[PlannedRun, ...], results_dir: Path
     audits = []
     for run in runs:
         c = run.config
+        mode = "regular" if run.parent is None else "finetune"
+        if (step.losses is not None and c.loss not in step.losses) or (step.modes is not None and mode not in step.modes):
+            continue
         pgd = next((a for a in recipe.attacks if a.attack == "pgd" and (a.datasets is None or c.dataset in a.datasets)),
                    None)
         inherit = lambda mine, theirs, default: mine if mine is not None else (  # noqa: E731

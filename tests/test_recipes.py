@@ -107,3 +107,24 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_recipe(write(tmp_path, "name = \n"))
     with pytest.raises(RobenchError, match="no recipe at"):
         load_recipe(tmp_path / "missing.toml")
+
+
+def test_audit_losses_and_modes_pick_the_audited_checkpoints(tmp_path):
+    every = build_plan(load_recipe(write(tmp_path, BASE + "\n[audit]\n")), tmp_path / "res", tmp_path / "runs")
+    assert len(every.audits) == 3
+    text = BASE + '\n[audit]\nmodes = ["regular"]\nlosses = ["gccs", "ce"]\n'
+    plan = build_plan(load_recipe(write(tmp_path, text)), tmp_path / "res", tmp_path / "runs")
+    assert [a.run.name for a in plan.audits] == ["digits-small-cnn-ce-regular-s0", "digits-small-cnn-gccs-regular-s0"]
+    text = BASE + '\n[audit]\nlosses = ["gccs"]\n'
+    plan = build_plan(load_recipe(write(tmp_path, text)), tmp_path / "res", tmp_path / "runs")
+    assert [a.run.name for a in plan.audits] == ["digits-small-cnn-gccs-regular-s0", "digits-small-cnn-gccs-finetune-s0"]
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('losses = ["jacobian"]', "audit.losses: 'jacobian' is not among train.losses"),
+    ('modes = ["adversarial"]', "audit.modes: 'adversarial' is not among train.modes"),
+    ('modes = []', "audit.modes: expected a non-empty list of names"),
+])
+def test_bad_audit_subset(tmp_path, line, expected):
+    with pytest.raises(RobenchError, match=expected):
+        load_recipe(write(tmp_path, BASE + f"\n[audit]\n{line}\n"))

@@ -219,3 +219,27 @@ def test_atomic_writes_leave_ordinary_file_permissions(tmp_path):
     atomic_write_text(tmp_path / "a.txt", "x")
     (tmp_path / "b.txt").write_text("x")
     assert os.stat(tmp_path / "a.txt").st_mode == os.stat(tmp_path / "b.txt").st_mode
+
+
+def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
+    import subprocess
+
+    from robench.results import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "robench").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "robench" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "attacks.csv").write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    clean = git_commit(tmp_path)
+    assert clean and not clean.endswith("+dirty")
+    (tmp_path / "results" / "attacks.csv").write_text("a\n1\n")   # a run writing its results
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "robench" / "code.py").write_text("x = 2\n")       # the code itself changed
+    assert git_commit(tmp_path) == clean + "+dirty"

