@@ -6,11 +6,13 @@ Bad input raises :class:`RobenchError`, printed here as one red line with exit c
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from robench.errors import RobenchError
 from robench.progress import console
@@ -36,7 +38,7 @@ class Kind(str, Enum):
 
 
 def _fail(exc: RobenchError) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)  # '.[ray]' is no markup
     raise typer.Exit(code=2)
 
 
@@ -129,6 +131,10 @@ def train(
                             download=download, resume=resume, force=force, progress=not quiet)
     except RobenchError as exc:
         _fail(exc)
+    from robench.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 alone reports
+        return
     typer.echo(f"{out}: {meta['loss']} on {meta['dataset']}/{meta['model']}, {meta['epochs_done']} epochs, "
                f"test accuracy {meta['test_accuracy']:.4f} (best {meta['best_test_accuracy']:.4f})")
 
@@ -246,19 +252,37 @@ def run(
     data_dir: Annotated[Optional[Path], typer.Option(help="Dataset directory (default: $ROBENCH_DATA or ~/.cache/robench/data).")] = None,
     download: Annotated[bool, typer.Option("--download", help="Download datasets that are missing.")] = False,
     device: DeviceOpt = "auto",
+    executor: Annotated[str, typer.Option(rich_help_panel="Executor",
+        help="local: one job after another in this process; ray: every training run, (checkpoint, attack) sweep, "
+             "audit and latent snapshot a Ray task (pip install -e '.\\[ray]').")] = "local",
+    address: Annotated[Optional[str], typer.Option(rich_help_panel="Executor",
+        help="--executor ray: the cluster to join (auto, or ray://HEAD:10001); default: start a local Ray "
+             "instance.")] = None,
+    cpus_per_task: Annotated[int, typer.Option(rich_help_panel="Executor",
+        help="--executor ray: CPUs (torch threads) per task; with a CUDA device each task also takes one GPU.")] = 1,
+    ray_cpus: Annotated[Optional[int], typer.Option(rich_help_panel="Executor",
+        help="--executor ray without --address: CPUs of the local Ray instance (default: this machine's usable "
+             "cores).")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run a recipe end to end: train every run, attack every checkpoint, snapshot latents, write the report.
 
     Resumable: finished runs, epochs, CSV rows and snapshots are kept, so after a crash or Ctrl-C the same
-    command continues where it stopped. `--dry-run` shows the plan.
+    command continues where it stopped. `--dry-run` shows the plan. `--executor ray` runs the jobs as Ray
+    tasks on a cluster (`--address`) or a local Ray instance, into the same files.
     """
+    from robench.executors import RayOptions
     from robench.runner import run_recipe
 
     try:
+        if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+            raise RobenchError("robench run cannot itself run under torchrun (every process would attack and write "
+                               "the same files); use --executor ray to spread a recipe, torchrun for one "
+                               "robench train")
+        options = RayOptions(address=address, cpus_per_task=cpus_per_task, num_cpus=ray_cpus)
         typer.echo(run_recipe(recipe, results_root=results, runs_root=runs, device=device,
                               data_dir=str(data_dir) if data_dir else None, download=download, dry_run=dry_run,
-                              progress=not quiet))
+                              progress=not quiet, executor=executor, ray_options=options))
     except RobenchError as exc:
         _fail(exc)
     except KeyboardInterrupt:

@@ -10,6 +10,10 @@ A run directory holds ``model.safetensors``, ``run.json`` (config, history, prov
 resumes from its last completed epoch; every epoch re-seeds the shuffling and the global
 RNG (dropout, shake-shake) from (seed, epoch), so on CPU a resumed run ends with the same
 weights as an uninterrupted one.
+
+Under ``torchrun --nproc_per_node N`` the same function trains one run on N processes with
+DistributedDataParallel; :mod:`robench.distributed` says what is split, what is gathered
+and what only rank 0 does.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from robench.batches import epoch_batches
 from robench.checkpoints import (METADATA, TRAIN_STATE, WEIGHTS, build_from_metadata, check_compatible,
                                  load_checkpoint, load_tensors, load_weights, read_metadata, save_tensors)
 from robench.data import DATASETS, DataSplits, load_dataset
-from robench.devices import resolve_device
+from robench.distributed import Processes, session
 from robench.errors import RobenchError
 from robench.evaluate import accuracy
 from robench.gradient_stats import gradient_statistics, statistics_subset
@@ -105,17 +109,26 @@ def train(config: TrainConfig, *, device: str = "auto", data_dir: str | None = N
           data: DataSplits | None = None) -> dict:
     """Train per ``config`` into ``config.out``; returns the final run.json metadata.
 
-    ``data`` may pass already-loaded splits (must be the ones ``config`` names).
+    ``data`` may pass already-loaded splits (must be the ones ``config`` names). Started by
+    torchrun, every process calls this and gets rank 0's metadata back.
     """
+    with session(device) as procs:
+        return _train(config, procs, data_dir=data_dir, download=download, resume=resume, force=force,
+                      progress=progress, data=data)
+
+
+def _train(config: TrainConfig, procs: Processes, *, data_dir: str | None, download: bool, resume: bool,
+           force: bool, progress: bool, data: DataSplits | None) -> dict:
     tune_cpu_allocator()
     config.validate()
+    procs.check_batch_size(config.batch_size)
     out = Path(config.out)
     previous = _check_output_dir(out, resume, force)
-    dev = resolve_device(device)
+    dev = procs.device
     data = data or load_dataset(config.dataset, data_dir=data_dir, download=download,
                                 train_subset=config.train_subset, test_subset=config.test_subset,
                                 seed=config.seed, options=config.dataset_options)
-    meta = _initial_metadata(config, data, dev)
+    meta = _initial_metadata(config, data, dev, procs.world_size)
     loss_fn = build_loss(config.loss, data.info.num_classes, config.loss_hyper)
     meta["loss_hyper"] = {k: getattr(loss_fn, k) for k in LOSSES.get(config.loss).hyper}
     torch.manual_seed(config.seed)
@@ -133,49 +146,55 @@ def train(config: TrainConfig, *, device: str = "auto", data_dir: str | None = N
     start_epoch = 0
     if previous is not None:
         start_epoch = _restore(previous, meta, model, optimizer, out)
+    net = procs.wrap(model)  # DDP for several processes; `model` stays the plain module
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
-    steps_per_epoch = len(epoch_batches(data.y_train, config.batch_size, config.samples_per_class,
-                                        torch.Generator().manual_seed(0)))
+    steps_per_epoch = len(procs.shard(epoch_batches(data.y_train, config.batch_size, config.samples_per_class,
+                                                    torch.Generator().manual_seed(0))))
     total_steps = steps_per_epoch * config.epochs
     clip = config.resolved_grad_clip()
     started = time.perf_counter() - meta["wall_time_s"]
-    with EpochProgress(enabled=progress) as bar:
+    with EpochProgress(enabled=progress and procs.is_main) as bar:
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
             seed = epoch_seed(config.seed, epoch)
-            torch.manual_seed(seed)
-            batches = epoch_batches(data.y_train, config.batch_size, config.samples_per_class,
-                                    torch.Generator().manual_seed(seed))
+            torch.manual_seed(procs.process_seed(seed))
+            batches = procs.shard(epoch_batches(data.y_train, config.batch_size, config.samples_per_class,
+                                                torch.Generator().manual_seed(seed)))
             model.train()
             bar.start(f"epoch {epoch + 1}/{config.epochs}", len(batches))
             loss_sum = torch.zeros((), device=dev)
             correct = torch.zeros((), device=dev, dtype=torch.long)
-            seen = 0
+            seen = counted = 0  # rows of the global batches, rows of this process
             lr = cosine_lr(config.lr, epoch * steps_per_epoch, total_steps)
-            for step, idx in enumerate(batches):
+            for step, shard in enumerate(batches):
                 for group in optimizer.param_groups:
                     group["lr"] = cosine_lr(config.lr, epoch * steps_per_epoch + step, total_steps)
-                idx = idx.to(dev)
-                loss, z = loss_fn.objective(model, x_train[idx], y_train[idx])
+                idx = shard.idx.to(dev)
+                loss, to_backward, z = procs.objective(loss_fn, net, x_train[idx], y_train[idx], shard.sizes)
                 if not torch.isfinite(loss):
                     raise RobenchError(
                         f"training diverged: the {config.loss} loss became {loss.item()} at epoch {epoch + 1}, "
                         f"step {step + 1} (lr {config.lr}, grad clip {clip}); lower --lr or set --grad-clip; "
                         f"{out} keeps the last completed epoch")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                to_backward.backward()
                 if clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
                 optimizer.step()
-                loss_sum += loss.detach() * len(idx)
+                loss_sum += loss.detach() * shard.total
                 correct += (z.detach().argmax(1) == y_train[idx]).sum()
-                seen += len(idx)
+                seen += shard.total
+                counted += len(idx)
                 if step % 10 == 0 or step == len(batches) - 1:  # .item() syncs a GPU: not every step
-                    bar.advance(len(idx), loss=(loss_sum / seen).item(), accuracy=correct.item() / seen)
+                    bar.advance(shard.total, loss=(loss_sum / seen).item(), accuracy=correct.item() / counted)
                 else:
-                    bar.advance(len(idx))
+                    bar.advance(shard.total)
+            procs.average_buffers(model)  # BatchNorm running statistics of all processes
+            train_accuracy = procs.all_sum(correct).item() / seen
+            if not procs.is_main:
+                continue  # rank 0 evaluates and writes; the others go on to the next epoch
             test_acc = accuracy(model, data.x_test, data.y_test, device=dev)
-            record = {"epoch": epoch + 1, "loss": (loss_sum / seen).item(), "train_accuracy": correct.item() / seen,
+            record = {"epoch": epoch + 1, "loss": (loss_sum / seen).item(), "train_accuracy": train_accuracy,
                       "test_accuracy": test_acc, "seconds": time.perf_counter() - t0, "lr": lr}
             bar.finish(record)
             meta["history"].append(record)
@@ -189,7 +208,7 @@ def train(config: TrainConfig, *, device: str = "auto", data_dir: str | None = N
                 meta["gradient_statistics"] = gradient_statistics(model, data.x_test[subset], data.y_test[subset],
                                                                   device=dev)
             _write_epoch(out, meta, model, optimizer, finished=finished)
-    return meta
+    return procs.from_main(meta)
 
 
 def _check_output_dir(out: Path, resume: bool, force: bool) -> dict | None:
@@ -212,7 +231,7 @@ def _check_output_dir(out: Path, resume: bool, force: bool) -> dict | None:
     return meta
 
 
-def _initial_metadata(config: TrainConfig, data: DataSplits, dev: torch.device) -> dict:
+def _initial_metadata(config: TrainConfig, data: DataSplits, dev: torch.device, world_size: int = 1) -> dict:
     info = data.info
     return {
         "format": "robench-run-1",
@@ -244,6 +263,7 @@ def _initial_metadata(config: TrainConfig, data: DataSplits, dev: torch.device) 
         "history": [],
         "config": dataclasses.asdict(config),
         "environment": environment(dev),
+        "world_size": world_size,  # processes (torchrun); batch_size above is the global batch
         "started_at": utc_now(),
         "finished_at": None,
         "wall_time_s": 0.0,

@@ -154,3 +154,11 @@ def test_audit_table_audits_every_checkpoint_reusing_protocol_rows(tmp_path, mon
     before = snapshot(out)
     assert "nothing to do" in run(path).output
     assert snapshot(out) == before
+
+
+def test_run_refuses_torchrun(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    (tmp_path / "tiny.toml").write_text(TINY)
+    assert "cannot itself run under torchrun" in error_line(run(tmp_path / "tiny.toml"))
+    assert not (tmp_path / "results").exists()

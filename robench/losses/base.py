@@ -19,7 +19,16 @@ from robench.registry import Registry
 
 
 class LatentLoss(nn.Module):
-    """A loss of z (batch, D) and integer labels y (batch,) returning a scalar."""
+    """A loss of z (batch, D) and integer labels y (batch,) returning a scalar.
+
+    ``whole_batch``: False for a mean over the rows of per-row terms (each process of a
+    multi-process run may average its own rows); True when the value couples the rows
+    (batch statistics, as in GCCS): then a multi-process run gathers z and y of the whole
+    batch and calls ``loss(z, y)`` on them (:mod:`robench.distributed`), so such a loss
+    must keep the default :meth:`objective`.
+    """
+
+    whole_batch: bool = False
 
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training objective on a batch: ``(loss value to back-propagate, z)``."""

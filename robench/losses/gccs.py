@@ -51,7 +51,12 @@ class GCCSLoss(LatentLoss):
     Shapes: z (batch, D) float, y (batch,) int in [0, D). Returns a 0-d tensor of z's dtype.
     A batch in which no class has two rows returns ``0 · z.sum()``: zero, but connected to
     z so ``backward()`` works on a small last batch.
+
+    The class statistics are those of the whole batch: a multi-process run gathers z and y
+    of all processes before calling the loss (``whole_batch``, :mod:`robench.distributed`).
     """
+
+    whole_batch = True
 
     def __init__(
         self,
