@@ -9,6 +9,9 @@ a_p > 0 and b_p < 0 (else 0). The single feature with the largest saliency is ra
 classified as t, when no feature has positive saliency, or after ``steps`` iterations
 (default 200). Each feature moves at most once, by at most ε: x_adv stays in its ε-ball.
 Memory is linear in batch × features. Shapes: x (B, C, H, W) in [0, 1], y (B,), eps (B,).
+
+The gradients come from an equivalent copy of the model with BatchNorm folded into its convs and
+channels_last images (``robench.attacks.prepare``): about 1.5× faster on small-cnn.
 """
 
 from __future__ import annotations
@@ -17,22 +20,24 @@ import torch
 import torch.nn.functional as F
 
 from robench.attacks.base import ATTACKS, Attack, num_classes_of, target_labels
+from robench.attacks.prepare import prepare_for_input_gradients, to_memory_format
 from robench.errors import RobenchError
 
 COMPACT_EVERY = 10  # iterations between shrinking the working set to the images still active
 
 
-def target_and_other_gradients(model, x: torch.Tensor, t: torch.Tensor, num_classes: int):
+def target_and_other_gradients(model, x: torch.Tensor, t: torch.Tensor, num_classes: int,
+                               memory_format: torch.memory_format = torch.contiguous_format):
     """a = ∂z_t/∂x and b = Σ_{j≠t} ∂z_j/∂x, flattened to (B, P), and the logits z (B, D), detached.
 
     Two plain backward passes through one retained graph, with respect to the input only. On
     small-cnn (CPU, batch 100) this is 2.7× faster than one ``torch.func.vmap`` over ``vjp``
     with the two cotangents stacked, whose batched conv and pooling backward is slow.
     """
-    x = x.detach().requires_grad_(True)
+    x = to_memory_format(x.detach(), memory_format).requires_grad_(True)
     with torch.enable_grad():
         z = model(x)
-        hit_t = F.one_hot(t, num_classes).to(z.dtype)
+        hit_t = torch.zeros_like(z).scatter_(1, t.view(-1, 1), 1.0)   # one-hot without F.one_hot's host sync
         (a,) = torch.autograd.grad(z, x, hit_t, retain_graph=True)
         (b,) = torch.autograd.grad(z, x, 1 - hit_t)
     return a.flatten(1), b.flatten(1), z.detach()
@@ -55,6 +60,7 @@ class JSMA(Attack):
         if not bool((eps > 0).any()):
             return x.clone()
         num_classes = num_classes_of(model, x)
+        model, memory_format = prepare_for_input_gradients(model, x)
         targets = target_labels(y, num_classes)
         theta = eps.to(device=x.device, dtype=x.dtype).view(-1, 1)
         flat = x.detach().flatten(1).clone()                 # (B, P): the working adversarial images
@@ -69,7 +75,8 @@ class JSMA(Attack):
                 if len(rows) == 0:
                     break
             t = targets[rows]
-            a, b, z = target_and_other_gradients(model, flat[rows].view(len(rows), *x.shape[1:]), t, num_classes)
+            a, b, z = target_and_other_gradients(model, flat[rows].view(len(rows), *x.shape[1:]), t, num_classes,
+                                                 memory_format)
             with torch.no_grad():
                 reached = z.argmax(1) == t
                 saliency = torch.where((a > 0) & (b < 0) & ~used[rows] & (flat[rows] < ceiling[rows]),
