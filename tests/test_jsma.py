@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from robench.attacks import build_attack
-from robench.attacks.prepare import fold_batch_norm, prepare_for_input_gradients, to_memory_format
+from robench.attacks.prepare import (fold_batch_norm, pool_before_relu, prepare_for_input_gradients, to_memory_format,
+                                     traced_copy)
 from robench.models import MODELS, build_model, model_options
 
 
@@ -86,7 +87,7 @@ def test_prepared_model_computes_the_same_function(name):
 
 def test_small_cnn_loses_every_batch_norm_and_keeps_its_input_gradient():
     model = make("small-cnn", size=(12, 12))
-    folded = fold_batch_norm(model)
+    folded = fold_batch_norm(traced_copy(model))
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
     x = torch.rand(4, 1, 12, 12, requires_grad=True)
     (expected,) = torch.autograd.grad(model(x)[:, 1].sum(), x)
@@ -94,9 +95,48 @@ def test_small_cnn_loses_every_batch_norm_and_keeps_its_input_gradient():
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
 
 
-def test_training_and_untraceable_models_are_returned_unchanged():
+def test_pooling_before_relu_gives_the_same_output_and_gradient_exactly():
+    """Pre-activations with many negative windows, exact zeros and exact positive ties."""
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(48, 5)).eval()
+    swapped = pool_before_relu(traced_copy(net))
+    order = [type(dict(swapped.named_modules())[n.target]).__name__ for n in swapped.graph.nodes if n.op == "call_module"]
+    assert order == ["Conv2d", "MaxPool2d", "ReLU", "Flatten", "Linear"]
+    torch.manual_seed(3)
+    x = torch.randn(8, 2, 8, 8) - 0.3
+    x[:, :, :2, :2] = 0.0                                  # windows of exact zeros: relu'(0) = 0 both ways
+    x[:, :, 4:6, 4:6] = 0.7                                # ties among positive values
+    for cotangent in (torch.eye(5)[2], torch.ones(5)):
+        xs = [x.clone().requires_grad_(True) for _ in range(2)]
+        outs = [net(xs[0]), swapped(xs[1])]
+        assert torch.equal(outs[0], outs[1])
+        grads = [torch.autograd.grad(out, xi, cotangent.expand_as(out))[0] for out, xi in zip(outs, xs)]
+        assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0
+
+
+def test_relu_used_elsewhere_is_not_moved():
+    class Branching(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.relu, self.pool = nn.ReLU(), nn.MaxPool2d(2)
+
+        def forward(self, x):
+            h = self.relu(x)
+            return self.pool(h).sum() + h.sum()
+
+    graph = pool_before_relu(traced_copy(Branching().eval()))
+    x = torch.randn(2, 1, 4, 4)
+    assert [n.target for n in graph.graph.nodes if n.op == "call_module"] == ["relu", "pool"]
+    assert torch.equal(graph(x), Branching()(x))
+
+
+def test_training_and_untraceable_models_are_not_rewritten():
     training = make("small-cnn").train()
-    assert fold_batch_norm(training) is training
+    assert traced_copy(training) is None
+    partly_training = make("small-cnn")
+    partly_training.features[1].train()
+    assert traced_copy(partly_training) is None
+    prepared, _ = prepare_for_input_gradients(partly_training, torch.rand(2, 1, 8, 8))
+    assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in prepared.modules())
 
     class DataDependent(nn.Module):       # control flow on a tensor value: torch.fx cannot trace it
         def __init__(self):
@@ -106,8 +146,7 @@ def test_training_and_untraceable_models_are_returned_unchanged():
         def forward(self, x):
             return self.bn(self.conv(x)) if x.sum() > 0 else x
 
-    untraceable = DataDependent().eval()
-    assert fold_batch_norm(untraceable) is untraceable
+    assert traced_copy(DataDependent().eval()) is None
 
 
 def test_one_channel_images_really_get_channels_last_strides():
