@@ -18,7 +18,6 @@ small-cnn.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from robench.attacks.base import ATTACKS, Attack, num_classes_of, target_labels
 from robench.attacks.prepare import prepare_for_input_gradients, to_memory_format

@@ -14,9 +14,9 @@ the function and speed it up:
 - **channels_last** memory format for 4-D images: on CPU, max-pooling and the element-wise
   backward passes are several times faster on NHWC tensors (measured on small-cnn, batch 100).
 
-Together they make native JSMA 1.7× faster on small-cnn (2 CPU cores, 100 Fashion-MNIST images). Rounding can break a
-near-tie between two pixels' saliencies differently: on 100 Fashion-MNIST images, 1 adversarial
-image out of 100 differed from the unprepared model's, with the same accuracy and target success.
+Together they make native JSMA 1.7× faster on small-cnn (2 CPU cores, 100 Fashion-MNIST images).
+Rounding can break a near-tie between two pixels' saliencies differently: 1 of those 100
+adversarial images differed from the unprepared model's, with the same accuracy and target success.
 
 A model in training mode (BatchNorm uses batch statistics) or one that ``torch.fx`` cannot trace
 is used unchanged (apart from the memory format): the rewrites are optimisations, never
