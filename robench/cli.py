@@ -6,7 +6,6 @@ Bad input raises :class:`RobenchError`, printed here as one red line with exit c
 from __future__ import annotations
 
 import json
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -271,11 +270,12 @@ def run(
     command continues where it stopped. `--dry-run` shows the plan. `--executor ray` runs the jobs as Ray
     tasks on a cluster (`--address`) or a local Ray instance, into the same files.
     """
+    from robench.distributed import torchrun_world_size
     from robench.executors import RayOptions
     from robench.runner import run_recipe
 
     try:
-        if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        if torchrun_world_size() > 1:
             raise RobenchError("robench run cannot itself run under torchrun (every process would attack and write "
                                "the same files); use --executor ray to spread a recipe, torchrun for one "
                                "robench train")

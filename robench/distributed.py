@@ -172,6 +172,11 @@ def gather_rows(t: torch.Tensor, sizes: Sequence[int], rank: int) -> torch.Tenso
     return torch.cat(parts)
 
 
+def torchrun_world_size() -> int:
+    """The number of processes torchrun started (``WORLD_SIZE``); 1 without torchrun."""
+    return _env_int("WORLD_SIZE") or 1
+
+
 def is_main_process() -> bool:
     """False in the processes torchrun started with ``RANK`` > 0 (they should print nothing)."""
     return (_env_int("RANK") or 0) == 0
@@ -189,7 +194,7 @@ def session(device: str = "auto") -> Iterator[Processes]:
         world, rank, local_rank = dist.get_world_size(), dist.get_rank(), _env_int("LOCAL_RANK")
         yield Processes(world, rank, _process_device(device, world, rank if local_rank is None else local_rank))
         return
-    world = _env_int("WORLD_SIZE") or 1
+    world = torchrun_world_size()
     if world == 1:
         yield Processes(1, 0, resolve_device(device))
         return

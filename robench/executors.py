@@ -31,7 +31,7 @@ import torch
 from robench.audit import AUDIT_JSON, run_audit
 from robench.devices import DEVICE_CHOICES
 from robench.errors import RobenchError
-from robench.plan import Pending, Plan, PlannedRun, PlannedSweep, pending_work
+from robench.plan import Pending, Plan, PlannedRun, pending_work
 from robench.progress import PlanProgress
 from robench.results import atomic_write_json, environment, utc_now
 from robench.runner import build_manifest, copy_run_files, finish_plan, plan_summary, sweep_timing_key
@@ -91,15 +91,14 @@ def plan_jobs(plan: Plan, todo: Pending, *, download: bool = False) -> list[Job]
     for i, sw in enumerate(plan.sweeps):
         if sw not in todo.sweeps:
             continue
-        for checkpoint in sw.spec.checkpoints:
-            one = PlannedSweep(sw.step, sw.dataset, replace(sw.spec, checkpoints=(checkpoint,)))
-            if not one.missing_rows():
+        csv = Path(sw.spec.out)
+        for checkpoint, missing in sw.missing_by_checkpoint().items():
+            if not missing:
                 continue
             run = by_out[checkpoint]
             key = f"sweep{i}-{sw.step.attack}-{run.name}"
-            csv = Path(sw.spec.out)
-            jobs.append(Job(key, sweep_timing_key(sw), _sweep_job,
-                            {"spec": replace(one.spec, out=str(staging / key / csv.name)), "csv": str(csv)},
+            spec = replace(sw.spec, checkpoints=(checkpoint,), out=str(staging / key / csv.name))
+            jobs.append(Job(key, sweep_timing_key(sw), _sweep_job, {"spec": spec, "csv": str(csv)},
                             after(run.name), staged=staging / key))
             sweeps_of.setdefault(run.name, []).append(key)
     for audit in todo.audits:

@@ -19,6 +19,7 @@ from robench.results import read_attack_rows
 from robench.sweep import SweepSpec
 from robench.train import TrainConfig, finished_metadata
 
+
 @dataclass(frozen=True)
 class PlannedRun:
     name: str
@@ -36,13 +37,19 @@ class PlannedSweep:
     dataset: str
     spec: SweepSpec
 
-    def missing_rows(self) -> int:
-        """Rows of this sweep not yet in the CSV (matched on checkpoint, attack, backend, loss, ε, sweep)."""
+    def missing_by_checkpoint(self) -> dict[str, int]:
+        """Per checkpoint, the rows of this sweep not yet in the CSV (matched on checkpoint, attack,
+        backend, loss, ε, sweep); one read of the CSV."""
         have = {(r["checkpoint"], r["attack"], r["backend"], r["attack_loss"], float(r["eps"]), r["sweep"])
                 for r in read_attack_rows(self.spec.out)}
-        want = [(c, self.step.attack, b, _attack_loss(self.step), e, self.spec.sweep)
-                for c in self.spec.checkpoints for b in self.spec.backends for e in self.spec.eps_grid]
-        return sum(key not in have for key in want)
+        loss = _attack_loss(self.step)
+        return {c: sum((c, self.step.attack, b, loss, e, self.spec.sweep) not in have
+                       for b in self.spec.backends for e in self.spec.eps_grid)
+                for c in self.spec.checkpoints}
+
+    def missing_rows(self) -> int:
+        """Rows of this sweep not yet in the CSV."""
+        return sum(self.missing_by_checkpoint().values())
 
 
 @dataclass(frozen=True)

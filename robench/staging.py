@@ -76,8 +76,8 @@ def order_rows(csv: Path, keys: list[tuple]) -> None:
     Given the rows of a plan's jobs in plan order, this is the order the local executor, running
     the jobs one after another, writes them in.
     """
-    rows = read_attack_rows(csv)
-    picked = {row_key(r): r for r in rows if r["attack"] != WORST and row_key(r) in set(keys)}
+    rows, wanted = read_attack_rows(csv), set(keys)
+    picked = {row_key(r): r for r in rows if r["attack"] != WORST and row_key(r) in wanted}
     ordered = [r for r in rows if r["attack"] != WORST and row_key(r) not in picked]
     ordered += [picked[k] for k in keys if k in picked] + [r for r in rows if r["attack"] == WORST]
     if ordered != rows:
