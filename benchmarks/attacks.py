@@ -30,13 +30,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from robench.allocator import tune_cpu_allocator
 from robench import load_checkpoint
+from robench.allocator import tune_cpu_allocator
 from robench.attacks import build_attack, target_labels
 from robench.data import load_dataset, stratified_subset
-from robench.epsilon import absolute_radii
+from robench.evaluation.epsilon import absolute_radii
+from robench.evaluation.sweep import SweepSpec, run_sweep
 from robench.models import build_model
-from robench.sweep import SweepSpec, run_sweep
 
 EPS = 0.1
 
@@ -122,7 +122,8 @@ def jsma_table(model, x, y, repeats: int) -> None:
                ("ART SaliencyMapMethod batch 1", "art", 1),
                ("ART SaliencyMapMethod batch 10", "art", 10),
                ("ART SaliencyMapMethod batch 100", "art", 100)]
-    attacks = {name: build_attack("jsma", backend, batch_size=batch_size) for name, backend, batch_size in methods}
+    attacks = {name: build_attack("jsma", backend, batch_size=batch_size if backend == "art" else None)
+               for name, backend, batch_size in methods}
     for attack in attacks.values():
         attack(model, x[:4], y[:4], eps[:4])
     seconds = {name: [] for name in attacks}

@@ -2,7 +2,7 @@
 
     python results/reproduce.py foundation|defenses [--device auto] [--runs runs/results]
 
-Trains every run of the experiment with `robench.train` (fine-tuning after its parent;
+Trains every run of the experiment with `robench.training.loop.train` (fine-tuning after its parent;
 finished runs are reused, unfinished ones resumed), then writes into results/<experiment>/
 each run's run.json and train_log.csv, manifest.json (settings, versions, git commit,
 device, seeds, checkpoint hashes, timings) and README.md (the table). Until recipes and
@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robench.checkpoints import METADATA, read_metadata
 from robench.devices import resolve_device
-from robench.results import atomic_write_json, atomic_write_text, environment, utc_now
-from robench.sweep import SweepSpec, run_sweep
-from robench.train import TrainConfig, train
+from robench.evaluation.sweep import SweepSpec, run_sweep
+from robench.files import atomic_write_json, atomic_write_text
+from robench.models.checkpoints import METADATA, read_metadata
+from robench.provenance import environment, utc_now
+from robench.training.config import TrainConfig
+from robench.training.loop import train
 
 HERE = Path(__file__).resolve().parent
 SEED = 0

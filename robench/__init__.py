@@ -1,6 +1,20 @@
-"""robench: train classifiers with robust losses (GCCS and baselines) and benchmark them under attack."""
+"""robench: train classifiers with robust losses (GCCS and baselines) and benchmark them under attack.
 
-from robench.checkpoints import load_checkpoint
+``from robench import load_checkpoint`` is the entry point for Python use; the packages follow the
+pipeline a recipe flows through: ``data`` -> ``models`` -> ``losses`` -> ``training`` -> ``attacks``
+-> ``evaluation`` -> ``report`` -> ``pipeline`` -> ``cli``, on the floor of ``errors``, ``registry``,
+``files``, ``provenance``, ``results``, ``devices``, ``progress`` and ``allocator``.
+"""
 
-__version__ = "0.1.0"
+from robench.version import __version__
+
 __all__ = ["load_checkpoint", "__version__"]
+
+
+def __getattr__(name: str):
+    """``robench.load_checkpoint``, imported on first use (PEP 562) so that ``robench --help`` does not load torch."""
+    if name == "load_checkpoint":
+        from robench.models.checkpoints import load_checkpoint
+
+        return load_checkpoint
+    raise AttributeError(f"module 'robench' has no attribute {name!r}")

@@ -25,23 +25,24 @@ import sys
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 _INT_MAX = 2**31 - 1
-_done: bool | None = None
+tuned: bool | None = None
+"""None until :func:`tune_cpu_allocator` first ran; then whether its settings are in effect."""
 
 
 def tune_cpu_allocator() -> bool:
     """Apply the glibc settings once per process; True when they are in effect."""
-    global _done
-    if _done is not None:
-        return _done
-    _done = False
+    global tuned
+    if tuned is not None:
+        return tuned
+    tuned = False
     if os.environ.get("ROBENCH_KEEP_MALLOC") == "1" or not sys.platform.startswith("linux"):
-        return _done
+        return tuned
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # musl or another libc without mallopt
-        return _done
+        return tuned
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    _done = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, _INT_MAX))
-    return _done
+    tuned = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, _INT_MAX))
+    return tuned

@@ -23,6 +23,19 @@ class Entry(Generic[T]):
     description: str
 
 
+def check_name(kind: str, name: str) -> None:
+    """Names are lowercase-hyphenated (``cross-lipschitz``, ``small-cnn``); anything else is a bug."""
+    if name != name.lower() or " " in name or "_" in name:
+        raise ValueError(f"{kind} name {name!r} must be lowercase-hyphenated")
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    """``unknown attack 'pdg' (did you mean 'pgd'?); known: ...``."""
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}"
+
+
 class Registry(Generic[T]):
     """Named entries of one kind, e.g. ``Registry("loss")``."""
 
@@ -42,8 +55,7 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T, description: str) -> None:
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
-        if name != name.lower() or " " in name or "_" in name:
-            raise ValueError(f"{self.kind} name {name!r} must be lowercase-hyphenated")
+        check_name(self.kind, name)
         self._entries[name] = Entry(name, obj, description)
 
     def get(self, name: str) -> T:
@@ -56,9 +68,7 @@ class Registry(Generic[T]):
             raise RobenchError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self.names(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}"
+        return unknown_name_message(self.kind, name, self.names())
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robench.data import load_dataset
-from robench.train import TrainConfig
+from robench.training.config import TrainConfig
 
 SYNTH = {"num_classes": 4, "image_size": 8, "n_train": 128, "n_test": 64}
 

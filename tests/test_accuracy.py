@@ -3,7 +3,8 @@
 
 import pytest
 
-from robench.train import TrainConfig, train
+from robench.training.config import TrainConfig
+from robench.training.loop import train
 
 
 @pytest.mark.parametrize("loss", ["ce", "gccs"])

@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from test_attacks import D, easy, source  # noqa: F401  (module fixtures: the easy model and a transfer source)
 from torch import nn
 
-from test_attacks import D, easy, source  # noqa: F401  (module fixtures: the easy model and a transfer source)
-
 from robench.attacks import ATTACKS, PGD, attack_backends, attack_objective, build_attack, default_backend
-from robench.checkpoints import load_checkpoint
-from robench.epsilon import absolute_radii
 from robench.errors import RobenchError
+from robench.evaluation.epsilon import absolute_radii
+from robench.models.checkpoints import load_checkpoint
 
 
 def accuracy(model, x, y) -> float:
@@ -162,14 +161,16 @@ def test_art_only_settings_and_errors():
     assert [default_backend(n) for n in ("apgd", "square", "pgd", "tgsm", "jsma", "transfer")] == \
         ["art", "art", "native", "native", "native", "native"]
     assert attack_backends("pgd") == ("native", "art")
-    assert ATTACKS.get("apgd").art_only and ATTACKS.get("square").art_only and not ATTACKS.get("pgd").art_only
+    assert ATTACKS.backends("apgd") == ATTACKS.backends("square") == ("art",) and "native" in ATTACKS.backends("pgd")
     assert build_attack("apgd", "art").settings() == {"steps": 100, "step_size": 2.0, "restarts": 1,
                                                       "attack_loss": "ce", "source": None}
-    assert build_attack("square", "art", loss="ce").settings() == {"steps": 1000, "step_size": None, "restarts": 1,
+    assert build_attack("square", "art").settings() == {"steps": 1000, "step_size": None, "restarts": 1,
                                                                    "attack_loss": "margin", "source": None}
     for name in ("apgd", "square"):
         with pytest.raises(RobenchError, match=f"^{name} runs through ART only: use --backend art$"):
             build_attack(name, "native")
+    with pytest.raises(RobenchError, match=r"^square \(art\) does not take --attack-loss; it takes: --steps"):
+        build_attack("square", "art", loss="ce")
     with pytest.raises(RobenchError, match="apgd takes attack loss ce or dlr, not 'margin'"):
         build_attack("apgd", "art", loss="margin")
     with pytest.raises(RobenchError, match=r"^tgsm with attack loss dlr runs natively only \(ART's loss does not"):

@@ -8,7 +8,7 @@ from robench import allocator
 
 @pytest.fixture
 def fresh(monkeypatch):
-    monkeypatch.setattr(allocator, "_done", None)
+    monkeypatch.setattr(allocator, "tuned", None)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")

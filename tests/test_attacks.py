@@ -7,8 +7,8 @@ from torch import nn
 
 from robench.attacks import ATTACKS, BACKENDS, attack_backends, attack_objective, build_attack, target_labels
 from robench.data import load_dataset
-from robench.epsilon import absolute_radii, parse_eps_grid
 from robench.errors import RobenchError
+from robench.evaluation.epsilon import absolute_radii, parse_eps_grid
 
 D = 4
 EASY = {"num_classes": D, "image_size": 6, "n_train": 256, "n_test": 48}
@@ -35,7 +35,8 @@ def easy():
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A small-cnn run trained on the easy data (1x6x6, D classes): the source of ``transfer``."""
-    from robench.train import TrainConfig, train
+    from robench.training.config import TrainConfig
+    from robench.training.loop import train
 
     out = tmp_path_factory.mktemp("source") / "run"
     train(TrainConfig(dataset="synthetic", dataset_options=EASY, model="small-cnn", model_options={"hidden": 16},
@@ -46,8 +47,12 @@ def source(tmp_path_factory):
 CASES = [(name, backend) for name in ATTACKS.names() for backend in attack_backends(name)]
 
 
-def run(name, backend, model, x, y, eps, **settings):
-    attack = build_attack(name, backend, batch_size=64, **settings)
+def run(name, backend, model, x, y, eps, source=None, **settings):
+    """Build and run one attack; ``source`` goes to ``transfer`` only, ART gets its batch size."""
+    extra = {"source": source} if name == "transfer" else {}
+    if backend == "art":
+        extra["batch_size"] = 64
+    attack = build_attack(name, backend, **extra, **settings)
     return attack, attack(model, x, y, eps)
 
 
@@ -71,7 +76,7 @@ def test_adversarial_images_stay_in_box_and_ball(easy, source, name, backend, ep
 
 @pytest.mark.parametrize("name,backend", CASES)
 def test_settings_give_every_row_column(source, name, backend):
-    settings = build_attack(name, backend, source=source).settings()
+    settings = build_attack(name, backend, source=source if name == "transfer" else None).settings()
     assert set(settings) == {"steps", "step_size", "restarts", "attack_loss", "source"}
     assert settings["source"] == (source if name == "transfer" else None)
     assert settings["attack_loss"] in ("ce", "margin", "dlr", "saliency")
@@ -88,7 +93,7 @@ def test_zero_eps_returns_x(easy, source, name, backend):
 def test_attacks_do_not_raise_accuracy_and_hit_targets(easy, source, name, backend):
     model, x, y = easy
     if name == "transfer":  # only a white-box transfer (the model is its own source) is sure not to help
-        from robench.checkpoints import load_checkpoint
+        from robench.models.checkpoints import load_checkpoint
 
         model = load_checkpoint(source)[0]
     with torch.no_grad():
@@ -110,7 +115,7 @@ def test_native_and_art_agree_without_random_start(easy, name):
     eps = absolute_radii(x, 0.15, "relative")
     accuracies = []
     for backend in BACKENDS:
-        _, x_adv = run(name, backend, model, x, y, eps, random_start=False)
+        _, x_adv = run(name, backend, model, x, y, eps, **({"random_start": False} if name == "pgd" else {}))
         with torch.no_grad():
             accuracies.append((model(x_adv).argmax(1) == y).float().mean().item())
     assert abs(accuracies[0] - accuracies[1]) <= 0.01, accuracies
@@ -159,3 +164,19 @@ def test_unknown_names_are_clear_errors():
         build_attack("pgd", "foolbox")
     with pytest.raises(RobenchError, match="unknown attack loss"):
         build_attack("pgd", loss="hinge")
+
+
+def test_every_attack_name_has_a_description_and_a_backend():
+    for entry in ATTACKS.entries():
+        assert entry.description and attack_backends(entry.name)
+    with pytest.raises(ValueError, match="already registered"):
+        ATTACKS.add("pgd", "native", type("Again", (), {}))
+
+
+@pytest.mark.parametrize("name,setting", [("tgsm", {"restarts": 5}), ("jsma", {"loss": "margin"}),
+                                          ("pgd", {"eps_typo": 0.3}), ("pgd", {"source": "runs/x"}),
+                                          ("jsma", {"batch_size": 8})])
+def test_settings_an_attack_does_not_take_are_errors(name, setting):
+    with pytest.raises(RobenchError, match=rf"^{name} \(native\) does not take .*; it takes: "):
+        build_attack(name, "native", **setting)
+    build_attack(name, "native", **{key: None for key in setting})  # None: "not given", accepted

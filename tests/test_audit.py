@@ -6,17 +6,17 @@ import json
 import pandas as pd
 import pytest
 import torch
+from conftest import error_line
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import error_line
-
-import robench.audit as audit_module
-import robench.sweep as sweep_module
-from robench.audit import AuditConfig, find_transfer_source, run_audit
-from robench.checkpoints import load_checkpoint
+import robench.evaluation.audit as audit_module
+import robench.evaluation.sweep as sweep_module
 from robench.cli import app
-from robench.train import TrainConfig, train
+from robench.evaluation.audit import AuditConfig, find_transfer_source, run_audit
+from robench.models.checkpoints import load_checkpoint
+from robench.training.config import TrainConfig
+from robench.training.loop import train
 
 runner = CliRunner(env={"COLUMNS": "200"})
 DATA = {"num_classes": 4, "image_size": 8, "n_train": 256, "n_test": 48}
@@ -88,7 +88,7 @@ def test_transfer_source_is_found_beside_the_checkpoint_and_resume_redoes_nothin
     first = audit(runs, "gccs", tmp_path)
     assert "transfer" in first["attacks_at_eps_check"] and first["transfer_source"] == str(runs / "ce")
     calls = []
-    monkeypatch.setattr(sweep_module, "_evaluate", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(sweep_module, "attack_images", lambda *a, **k: calls.append(1))
     again = audit(runs, "gccs", tmp_path)
     assert calls == [] and again["checks"] == first["checks"]
 
@@ -126,7 +126,7 @@ def test_cli_missing_checkpoint(tmp_path):
 
 
 def test_gradients_are_unchanged_by_the_check(runs):
-    from robench.audit_checks import zero_gradient_fraction
+    from robench.evaluation.audit_checks import zero_gradient_fraction
 
     model, _ = load_checkpoint(runs / "ce")
     x = torch.rand(8, 1, 8, 8)

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from robench.errors import RobenchError
-from robench.figures import is_protocol_row, panel_rows
-from robench.report import load_results, write_report
+from robench.report.figures import is_protocol_row, panel_rows
+from robench.report.loader import load_results
+from robench.report.write import write_report
 from robench.results import write_attack_rows
 
 SCALE = "reduced scale: small-cnn, 3 epochs, CPU"

@@ -5,11 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import error_line
 from typer.testing import CliRunner
 
-from conftest import error_line
-
-import robench.data as data_module
+import robench.data.sources as data_module
 from robench.cli import app
 from robench.data import DATASETS
 from robench.losses import LOSSES

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from robench.attacks import ATTACKS, attack_backends, build_attack
-from robench.audit import AuditConfig, run_audit
-from robench.checkpoints import load_checkpoint
-from robench.epsilon import absolute_radii
-from robench.train import train
+from robench.evaluation.audit import AuditConfig, run_audit
+from robench.evaluation.epsilon import absolute_radii
+from robench.models.checkpoints import load_checkpoint
+from robench.training.loop import train
 from tests.test_runner import TINY
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

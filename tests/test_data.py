@@ -1,4 +1,4 @@
-"""Tests for robench.data and robench.datafiles: no downloads, no network, tiny files in tmp_path."""
+"""Tests for robench.data (datasets, sources, offline, readers): no downloads, no network, tiny files in tmp_path."""
 
 from __future__ import annotations
 
@@ -13,16 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import robench.data as data
-from robench.data import (
-    DATASETS,
-    DataSplits,
-    dataset_info,
-    default_data_dir,
-    load_dataset,
-    stratified_subset,
-)
-from robench.datafiles import NumpyUnpickler, load_numpy_pickle, read_idx
+import robench.data.sources as data
+from robench.data import DATASETS, DataSplits, dataset_info, default_data_dir, load_dataset, offline, stratified_subset
+from robench.data.readers import NumpyUnpickler, load_numpy_pickle, read_idx
 from robench.errors import RobenchError
 
 PAPER_DATASETS = ["mnist", "fashion-mnist", "svhn", "cifar10", "cifar100"]
@@ -157,7 +150,7 @@ SYNTHETIC_OPTIONS = [
 @pytest.mark.parametrize("options", SYNTHETIC_OPTIONS)
 def test_synthetic_shapes_ranges_balance(options):
     s = load_dataset("synthetic", options=options)
-    o = {**data._SYNTHETIC_DEFAULTS, **options}
+    o = {**offline.SYNTHETIC_DEFAULTS, **options}
     hw = tuple(o["image_size"]) if isinstance(o["image_size"], list) else (o["image_size"],) * 2
     assert isinstance(s, DataSplits)
     assert s.x_train.shape == (o["n_train"], o["channels"], *hw)

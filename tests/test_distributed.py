@@ -1,7 +1,7 @@
 """Training on several processes (torchrun + DDP): gathered GCCS batch, gradient scale, whole runs.
 
 Two CPU processes with gloo, started once for the module with torch.multiprocessing (spawn)
-and the torchrun environment variables, so :func:`robench.distributed.session` joins them
+and the torchrun environment variables, so :func:`robench.training.distributed.session` joins them
 exactly as under torchrun. Each process writes what it measured to a JSON file; the tests
 compare that with single-process computations here. One test runs the real
 ``torchrun ... -m robench train`` command line.
@@ -18,16 +18,17 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import SYNTH
 
-import robench.train as train_module
-from robench.checkpoints import build_from_metadata
+import robench.training.loop as train_module
 from robench.data import load_dataset
-from robench.distributed import Processes, gather_rows, session
 from robench.errors import RobenchError
 from robench.losses import LOSSES, build_loss
-from robench.train import TrainConfig, _initial_metadata, train
-
-from conftest import SYNTH
+from robench.models.checkpoints import build_from_metadata
+from robench.training.config import TrainConfig
+from robench.training.distributed import Processes, gather_rows, session
+from robench.training.loop import train
+from robench.training.run_dir import initial_metadata
 
 WORLD = 2
 GLOBAL_ROWS = 27  # an odd global batch: shards of 14 and 13 rows test the uneven weighting
@@ -42,7 +43,7 @@ RUNS = {  # name -> (loss, epochs, loss hyper-parameters); mu = 10 as in test_tr
 def _model_and_batch():
     """A float64 small-cnn in eval mode (z_b depends on x_b alone) and a seeded global batch."""
     data = load_dataset("synthetic", options=SYNTH)
-    meta = _initial_metadata(TrainConfig(out="unused", epochs=1, loss="ce", **RUN), data, torch.device("cpu"))
+    meta = initial_metadata(TrainConfig(out="unused", epochs=1, loss="ce", **RUN), data, torch.device("cpu"))
     torch.manual_seed(0)
     model = build_from_metadata(meta).double().eval()
     idx = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(1))[:GLOBAL_ROWS]
@@ -69,13 +70,13 @@ def _worker(rank: int, port: int, tmp: str) -> None:
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     result: dict = {"writes": 0}
-    real_write = train_module._write_epoch
+    real_write = train_module.write_epoch
 
     def counting_write(*args, **kwargs):
         result["writes"] += 1
         real_write(*args, **kwargs)
 
-    train_module._write_epoch = counting_write
+    train_module.write_epoch = counting_write
     with session("cpu") as procs:
         result["world_size"], result["rank"] = procs.world_size, procs.rank
         labels = gather_rows(torch.full((rank + 1,), rank), [1, 2], rank)  # uneven sizes: padded and cut

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robench.gradient_stats import gradient_statistics
 from robench.losses import LOSSES, build_loss
 from robench.losses.input_gradients import forward_with_vjp
 from robench.models import build_model
+from robench.training.gradient_stats import gradient_statistics
 
 B, D = 5, 3
 

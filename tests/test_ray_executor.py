@@ -8,7 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-import robench.executors as executors
+import robench.pipeline.ray_executor as executors
 from robench.cli import app
 from robench.results import read_attack_rows, write_attack_rows
 from tests.conftest import error_line
@@ -69,7 +69,7 @@ def test_ray_writes_the_local_rows_retries_a_dead_worker_and_resumes(dirs, tmp_p
     assert result.exit_code == 0, result.output
 
     died = tmp_path / "died"
-    real_sweep_job = executors._sweep_job
+    real_sweep_job = executors.sweep_job
 
     def dying_sweep_job(**kwargs):  # pickled by value into the worker: the first sweep job to finish dies there
         real_sweep_job(**kwargs)
@@ -79,7 +79,7 @@ def test_ray_writes_the_local_rows_retries_a_dead_worker_and_resumes(dirs, tmp_p
             return
         os._exit(1)
 
-    monkeypatch.setattr(executors, "_sweep_job", dying_sweep_job)
+    monkeypatch.setattr(executors, "sweep_job", dying_sweep_job)
     monkeypatch.chdir(remote)
     result = run("--executor", "ray", "--ray-cpus", "2")
     assert result.exit_code == 0, result.output

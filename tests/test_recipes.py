@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from robench.errors import RobenchError
-from robench.recipes import hyper_variants, load_recipe
-from robench.runner import build_plan, describe_plan
+from robench.pipeline.plan import build_plan, describe_plan
+from robench.pipeline.recipe import hyper_variants
+from robench.pipeline.recipe_toml import load_recipe
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
 

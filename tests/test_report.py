@@ -10,8 +10,10 @@ import torch
 from safetensors.torch import save_file
 
 from robench.errors import RobenchError
-from robench.figures import panel_rows, simplex_projection
-from robench.report import load_results, paper_table1, variant_labels, write_report
+from robench.report.figures import panel_rows, simplex_projection
+from robench.report.loader import load_results, variant_labels
+from robench.report.table1 import paper_table1
+from robench.report.write import write_report
 from robench.results import ATTACK_COLUMNS, write_attack_rows
 
 SCALE = "reduced scale: small-cnn, 3 epochs, CPU"

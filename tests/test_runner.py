@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import robench.runner as runner
-import robench.sweep as sweep
+import robench.evaluation.sweep as sweep
+import robench.pipeline.local_executor as runner
 from robench.cli import app
 from robench.results import read_attack_rows, row_key
 from tests.conftest import error_line

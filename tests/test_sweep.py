@@ -2,23 +2,22 @@
 
 import pandas as pd
 import pytest
+from conftest import error_line
 from typer.testing import CliRunner
 
-from conftest import error_line
-
-import robench.sweep as sweep_module
+import robench.evaluation.sweep as sweep_module
 from robench.cli import app
 from robench.errors import RobenchError
+from robench.evaluation.sweep import SweepSpec, run_sweep
 from robench.results import ATTACK_COLUMNS, read_attack_rows, row_key
-from robench.sweep import SweepSpec, run_sweep
-from robench.train import train
+from robench.training.loop import train
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from robench.train import TrainConfig
+    from robench.training.config import TrainConfig
 
     out = tmp_path_factory.mktemp("ckpt") / "ce"
     train(TrainConfig(dataset="synthetic", dataset_options={"num_classes": 4, "n_train": 128, "n_test": 40},
@@ -101,8 +100,6 @@ def test_foreign_csv_is_refused_and_untouched(checkpoint, tmp_path):
     assert out.read_text() == "a,b\n1,2\n"
 
 
-
-
 @pytest.mark.parametrize("args,match", [
     (["--eps-grid", "0,-0.1"], ">= 0"),
     (["--eps-grid", "0:x:3"], "cannot parse --eps-grid"),
@@ -112,6 +109,12 @@ def test_foreign_csv_is_refused_and_untouched(checkpoint, tmp_path):
     (["--sweep", "greedy"], "unknown --sweep"),
     (["--attack-loss", "hinge"], "unknown attack loss"),
     (["--n-samples", "0"], "--n-samples"),
+    (["--attack", "tgsm", "--restarts", "5"], "tgsm (native) does not take --restarts"),
+    (["--attack", "jsma", "--attack-loss", "margin"], "jsma (native) does not take --attack-loss"),
+    (["--attack", "pgd,transfer"], "transfer needs a source checkpoint"),
+    (["--transfer-from", "runs/x"], "pgd (native) does not take --transfer-from"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--seed", "-1"], "--seed must be an integer"),
 ])
 def test_attack_cli_bad_input(checkpoint, tmp_path, args, match):
     out = tmp_path / "attacks.csv"

@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import robench.train as train_module
+import robench.training.loop as train_module
 from robench import load_checkpoint
-from robench.batches import balanced_batches
 from robench.errors import RobenchError
-from robench.evaluate import accuracy
-from robench.train import cosine_lr, train
+from robench.training.accuracy import accuracy
+from robench.training.batches import balanced_batches
+from robench.training.loop import cosine_lr, train
 
 
 def test_train_writes_a_complete_run(tiny_config):
@@ -53,7 +53,7 @@ def test_load_checkpoint_gives_eval_model_matching_recorded_accuracy(tiny_config
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_config, monkeypatch):
     full = train(tiny_config(out="full", epochs=3), device="cpu", progress=False)
 
-    real_write = train_module._write_epoch
+    real_write = train_module.write_epoch
     calls = []
 
     def write_then_die(*args, **kwargs):
@@ -62,7 +62,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_config, monkeypat
         if len(calls) == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_write_epoch", write_then_die)
+    monkeypatch.setattr(train_module, "write_epoch", write_then_die)
     cfg = tiny_config(out="killed", epochs=3)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, device="cpu", progress=False)
@@ -80,7 +80,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_config, monkeypat
 
 def test_resume_with_a_different_command_is_refused(tiny_config, monkeypatch):
     cfg = tiny_config(epochs=3)
-    monkeypatch.setattr(train_module, "_write_epoch", _die_after(train_module._write_epoch))
+    monkeypatch.setattr(train_module, "write_epoch", _die_after(train_module.write_epoch))
     with pytest.raises(KeyboardInterrupt):
         train(cfg, device="cpu", progress=False)
     monkeypatch.undo()
@@ -214,7 +214,7 @@ def test_every_loss_trains_regular_and_finetuned(tiny_config, loss):
 def test_atomic_writes_leave_ordinary_file_permissions(tmp_path):
     import os
 
-    from robench.results import atomic_write_text
+    from robench.files import atomic_write_text
 
     atomic_write_text(tmp_path / "a.txt", "x")
     (tmp_path / "b.txt").write_text("x")
@@ -224,7 +224,7 @@ def test_atomic_writes_leave_ordinary_file_permissions(tmp_path):
 def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
     import subprocess
 
-    from robench.results import git_commit
+    from robench.provenance import git_commit
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,

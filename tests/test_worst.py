@@ -3,11 +3,12 @@
 import pandas as pd
 import pytest
 
-from robench.checkpoints import load_tensors
-from robench.results import ATTACK_COLUMNS, LEGACY_COLUMNS, read_attack_rows, row_key, write_attack_rows
-from robench.sweep import SweepSpec, per_image_path, run_sweep
-from robench.train import TrainConfig, train
-from robench.worst import WORST, update_worst_rows, worst_rows
+from robench.evaluation.sweep import SweepSpec, run_sweep
+from robench.evaluation.worst import WORST, update_worst_rows, worst_rows
+from robench.files import load_tensors
+from robench.results import ATTACK_COLUMNS, LEGACY_COLUMNS, per_image_path, read_attack_rows, row_key, write_attack_rows
+from robench.training.config import TrainConfig
+from robench.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,8 @@ import torch
 from torch import nn
 
 from robench.attacks.base import (Attack, attack_objective, check_dlr_classes, check_settings, num_classes_of,
-                                  per_image, project, target_labels)
+                                   per_image, project, target_labels)
+from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
 
 
@@ -102,11 +103,15 @@ def by_radius(radii: np.ndarray) -> Iterator[tuple[float, np.ndarray]]:
         yield float(eps), np.flatnonzero(radii == eps)
 
 
-class _ArtAttack(Attack):
+class ArtAttack(Attack):
     backend = "art"
 
-    def __init__(self, batch_size: int = 128):
+    def __init__(self, batch_size: int | None = None):
         self.batch_size = batch_size
+
+    def art_batch_size(self, x_np: np.ndarray) -> int:
+        """ART's batch size: the one given, else every image of the call at once (the sweep batches already)."""
+        return self.batch_size or max(len(x_np), 1)
 
     def __call__(self, model, x, y, eps):
         out = x.clone()
@@ -116,21 +121,22 @@ class _ArtAttack(Attack):
         idx = moving.nonzero().flatten()
         xs, ys, radii = x[idx], y[idx], eps.to(x.device)[idx]
         with seeded_from_torch(x.device):
-            adv = self._generate(model, xs.detach().cpu().numpy(), ys.cpu().numpy(), radii.cpu().numpy(), xs)
+            adv = self.generate(model, xs.detach().cpu().numpy(), ys.cpu().numpy(), radii.cpu().numpy(), xs)
         adv = torch.from_numpy(adv).to(device=x.device, dtype=x.dtype)
         out[idx] = project(adv, xs, per_image(radii, xs))
         return out
 
     @abstractmethod
-    def _generate(self, model, x_np, y_np, radii, x_t) -> np.ndarray:
+    def generate(self, model, x_np, y_np, radii, x_t) -> np.ndarray:
         """ART's adversarial images for numpy images, labels and positive radii (N,)."""
 
 
-class ArtPGD(_ArtAttack):
+@ATTACKS.register("pgd", "art")
+class ArtPGD(ArtAttack):
     name, targeted = "pgd", False
 
     def __init__(self, steps: int = 5, step_size: float | None = None, restarts: int = 1, loss: str = "ce",
-                 random_start: bool = True, batch_size: int = 128):
+                 random_start: bool = True, batch_size: int | None = None):
         check_settings(self.name, steps, step_size, restarts, loss)
         super().__init__(batch_size)
         self.steps, self.restarts, self.loss, self.random_start = steps, restarts, loss, random_start
@@ -139,7 +145,7 @@ class ArtPGD(_ArtAttack):
     def settings(self) -> dict:
         return {"steps": self.steps, "step_size": self.step_size, "restarts": self.restarts, "attack_loss": self.loss}
 
-    def _generate(self, model, x_np, y_np, radii, x_t):
+    def generate(self, model, x_np, y_np, radii, x_t):
         from art.attacks.evasion import ProjectedGradientDescent
 
         if self.loss == "dlr":
@@ -150,7 +156,7 @@ class ArtPGD(_ArtAttack):
             attack = ProjectedGradientDescent(
                 classifier, norm=np.inf, eps=eps, eps_step=eps * self.step_size, max_iter=self.steps,
                 targeted=False, num_random_init=self.restarts if self.random_start else 0,
-                batch_size=self.batch_size, verbose=False)
+                batch_size=self.art_batch_size(x_np), verbose=False)
             return attack.generate(x_part, y=y_part)
 
         if not self.random_start:
@@ -162,10 +168,11 @@ class ArtPGD(_ArtAttack):
         return out
 
 
-class ArtTGSM(_ArtAttack):
+@ATTACKS.register("tgsm", "art")
+class ArtTGSM(ArtAttack):
     name, targeted = "tgsm", True
 
-    def __init__(self, steps: int = 5, step_size: float | None = None, loss: str = "ce", batch_size: int = 128):
+    def __init__(self, steps: int = 5, step_size: float | None = None, loss: str = "ce", batch_size: int | None = None):
         check_settings(self.name, steps, step_size, 1, loss)
         if loss == "dlr":
             raise RobenchError("tgsm with attack loss dlr runs natively only (ART's loss does not see the true label)")
@@ -176,20 +183,21 @@ class ArtTGSM(_ArtAttack):
     def settings(self) -> dict:
         return {"steps": self.steps, "step_size": self.step_size, "restarts": 1, "attack_loss": self.loss}
 
-    def _generate(self, model, x_np, y_np, radii, x_t):
+    def generate(self, model, x_np, y_np, radii, x_t):
         from art.attacks.evasion import BasicIterativeMethod
 
         eps = radii.astype(np.float32).reshape(-1, *([1] * (x_np.ndim - 1)))
         targets = target_labels(torch.from_numpy(y_np), num_classes_of(model, x_t)).numpy()
         attack = BasicIterativeMethod(art_classifier(model, x_t, self.loss), eps=eps, eps_step=eps * self.step_size,
-                                      max_iter=self.steps, targeted=True, batch_size=self.batch_size, verbose=False)
+                                      max_iter=self.steps, targeted=True, batch_size=self.art_batch_size(x_np), verbose=False)
         return attack.generate(x_np, y=targets)
 
 
-class ArtJSMA(_ArtAttack):
+@ATTACKS.register("jsma", "art")
+class ArtJSMA(ArtAttack):
     name, targeted = "jsma", True
 
-    def __init__(self, steps: int = 200, batch_size: int = 128):
+    def __init__(self, steps: int = 200, batch_size: int | None = None):
         if steps < 1:
             raise RobenchError(f"jsma: --steps must be at least 1, got {steps}")
         super().__init__(batch_size)
@@ -198,7 +206,7 @@ class ArtJSMA(_ArtAttack):
     def settings(self) -> dict:
         return {"steps": self.steps, "step_size": None, "restarts": 1, "attack_loss": "saliency"}
 
-    def _generate(self, model, x_np, y_np, radii, x_t):
+    def generate(self, model, x_np, y_np, radii, x_t):
         from art.attacks.evasion import SaliencyMapMethod
 
         classifier = art_classifier(model, x_t)
@@ -206,11 +214,7 @@ class ArtJSMA(_ArtAttack):
         gamma = min(1.0, self.steps / float(np.prod(x_np.shape[1:])))
         out = x_np.copy()
         for theta, rows in by_radius(radii):
-            attack = SaliencyMapMethod(classifier, theta=theta, gamma=gamma, batch_size=self.batch_size,
+            attack = SaliencyMapMethod(classifier, theta=theta, gamma=gamma, batch_size=self.art_batch_size(x_np),
                                        verbose=False)
             out[rows] = attack.generate(x_np[rows], y=targets[rows])
         return out
-
-
-ART_ATTACKS: dict[str, type[_ArtAttack]] = {"pgd": ArtPGD, "tgsm": ArtTGSM, "jsma": ArtJSMA}
-"""The ART versions of native attacks; ART-only attacks (``art_only``) are registered in ``ATTACKS`` itself."""

@@ -1,4 +1,4 @@
-"""Attacks that run through ART only (``art_only``): ``apgd`` and ``square``, both L∞ and untargeted.
+"""Attacks that run through ART only: ``apgd`` and ``square``, both L∞ and untargeted.
 
 * ``apgd`` → ``AutoProjectedGradientDescent`` (Croce & Hein 2020, APGD of AutoAttack): sign
   steps whose size starts at η = ``step_size``·ε (default 2, i.e. 2ε as in AutoAttack) and is
@@ -26,20 +26,21 @@ import math
 
 import numpy as np
 
-from robench.attacks.art import _ArtAttack, art_classifier, by_radius
-from robench.attacks.base import ATTACKS, check_dlr_classes, check_settings, num_classes_of
+from robench.attacks.art import ArtAttack, art_classifier, by_radius
+from robench.attacks.base import check_dlr_classes, check_settings, num_classes_of
+from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
 
 APGD_LOSSES = {"ce": "cross_entropy", "dlr": "difference_logits_ratio"}  # ours -> ART's loss_type
 SQUARE_P_INIT = 0.8
 
 
-@ATTACKS.register("apgd", "Auto-PGD, L-inf, untargeted (Croce & Hein 2020), CE or DLR loss; ART only")
-class ArtAPGD(_ArtAttack):
-    name, targeted, art_only = "apgd", False, True
+@ATTACKS.register("apgd", "art", "Auto-PGD, L-inf, untargeted (Croce & Hein 2020), CE or DLR loss; ART only")
+class ArtAPGD(ArtAttack):
+    name, targeted = "apgd", False
 
     def __init__(self, steps: int = 100, step_size: float | None = None, restarts: int = 1, loss: str = "ce",
-                 batch_size: int = 128):
+                 batch_size: int | None = None):
         check_settings(self.name, steps, step_size, restarts, loss)
         if loss not in APGD_LOSSES:
             raise RobenchError(f"apgd takes attack loss {' or '.join(APGD_LOSSES)}, not {loss!r} "
@@ -51,7 +52,7 @@ class ArtAPGD(_ArtAttack):
     def settings(self) -> dict:
         return {"steps": self.steps, "step_size": self.step_size, "restarts": self.restarts, "attack_loss": self.loss}
 
-    def _generate(self, model, x_np, y_np, radii, x_t):
+    def generate(self, model, x_np, y_np, radii, x_t):
         from art.attacks.evasion import AutoProjectedGradientDescent
 
         if self.loss == "dlr":
@@ -63,18 +64,18 @@ class ArtAPGD(_ArtAttack):
                 attack = AutoProjectedGradientDescent(
                     art_classifier(model, x_t), norm=np.inf, eps=eps, eps_step=eps * self.step_size,
                     max_iter=self.steps, targeted=False, nb_random_init=self.restarts,
-                    batch_size=self.batch_size, loss_type=APGD_LOSSES[self.loss], verbose=False)
+                    batch_size=self.art_batch_size(x_np), loss_type=APGD_LOSSES[self.loss], verbose=False)
             else:
                 attack.set_params(eps=eps, eps_step=eps * self.step_size)
             out[rows] = attack.generate(x_np[rows], y=y_np[rows])
         return out
 
 
-@ATTACKS.register("square", "Square Attack, L-inf, untargeted (Andriushchenko et al. 2020), score-based; ART only")
-class ArtSquare(_ArtAttack):
-    name, targeted, art_only = "square", False, True
+@ATTACKS.register("square", "art", "Square Attack, L-inf, untargeted (Andriushchenko et al. 2020), score-based; ART only")
+class ArtSquare(ArtAttack):
+    name, targeted = "square", False
 
-    def __init__(self, steps: int = 1000, restarts: int = 1, batch_size: int = 128):
+    def __init__(self, steps: int = 1000, restarts: int = 1, batch_size: int | None = None):
         check_settings(self.name, steps, None, restarts, "margin")
         super().__init__(batch_size)
         self.steps, self.restarts = steps, restarts
@@ -82,7 +83,7 @@ class ArtSquare(_ArtAttack):
     def settings(self) -> dict:
         return {"steps": self.steps, "step_size": None, "restarts": self.restarts, "attack_loss": "margin"}
 
-    def _generate(self, model, x_np, y_np, radii, x_t):
+    def generate(self, model, x_np, y_np, radii, x_t):
         from art.attacks.evasion import SquareAttack
 
         height, width = x_np.shape[2:]
@@ -94,6 +95,6 @@ class ArtSquare(_ArtAttack):
         out = x_np.copy()
         for eps, rows in by_radius(radii):
             attack = SquareAttack(classifier, norm=np.inf, max_iter=self.steps, eps=eps, p_init=SQUARE_P_INIT,
-                                  nb_restarts=self.restarts, batch_size=self.batch_size, verbose=False)
+                                  nb_restarts=self.restarts, batch_size=self.art_batch_size(x_np), verbose=False)
             out[rows] = attack.generate(x_np[rows], y=y_np[rows])
         return out

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from robench.errors import RobenchError
-from robench.registry import Registry
 
 ATTACK_LOSSES = ("ce", "margin", "dlr")
 SETTING_DEFAULTS = {"steps": None, "step_size": None, "restarts": 1, "attack_loss": None, "source": None}
@@ -29,7 +28,6 @@ SETTING_DEFAULTS = {"steps": None, "step_size": None, "restarts": 1, "attack_los
 class Attack(ABC):
     """An L∞ attack with its settings fixed at construction.
 
-    ``art_only``: the attack exists only through ART (``build_attack(name, "native")`` refuses it).
     A subclass's ``settings()`` is completed with ``SETTING_DEFAULTS`` for the keys it leaves out,
     so every attack reports every row column (``source`` is None except for ``transfer``).
     """
@@ -37,7 +35,6 @@ class Attack(ABC):
     name: str = ""
     targeted: bool = False
     backend: str = "native"
-    art_only: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -56,9 +53,6 @@ class Attack(ABC):
     def settings(self) -> dict:
         """The parameters recorded in every result row: the keys of ``SETTING_DEFAULTS``."""
         return dict(SETTING_DEFAULTS)
-
-
-ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
 def target_labels(y: torch.Tensor, num_classes: int) -> torch.Tensor:

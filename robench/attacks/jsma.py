@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from robench.attacks.base import ATTACKS, Attack, num_classes_of, target_labels
+from robench.attacks.base import Attack, num_classes_of, target_labels
 from robench.attacks.prepare import prepare_for_input_gradients, to_memory_format
+from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
 
 COMPACT_EVERY = 10  # iterations between shrinking the working set to the images still active
@@ -43,7 +44,7 @@ def target_and_other_gradients(model, x: torch.Tensor, t: torch.Tensor, num_clas
     return a.flatten(1), b.flatten(1), z.detach()
 
 
-@ATTACKS.register("jsma", "JSMA (Papernot et al. 2016), 1-pixel saliency map, targeted at (y+1) mod D")
+@ATTACKS.register("jsma", "native", "JSMA (Papernot et al. 2016), 1-pixel saliency map, targeted at (y+1) mod D")
 class JSMA(Attack):
     name = "jsma"
     targeted = True

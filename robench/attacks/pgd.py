@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from robench.attacks.base import ATTACKS, Attack, attack_objective, check_settings, per_image, project
+from robench.attacks.base import Attack, attack_objective, check_settings, per_image, project
+from robench.attacks.registry import ATTACKS
 
 
 def sign_gradient_ascent(model, x, labels, radius, alpha, steps: int, loss: str, targeted: bool,
@@ -34,7 +35,7 @@ def sign_gradient_ascent(model, x, labels, radius, alpha, steps: int, loss: str,
     return x_adv.detach()
 
 
-@ATTACKS.register("pgd", "PGD, L-inf, untargeted (Madry et al. 2018): random start, sign steps of 2.5*eps/steps")
+@ATTACKS.register("pgd", "native", "PGD, L-inf, untargeted (Madry et al. 2018): random start, sign steps of 2.5*eps/steps")
 class PGD(Attack):
     name = "pgd"
     targeted = False

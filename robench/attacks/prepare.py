@@ -29,6 +29,7 @@ import copy
 
 import torch
 from torch import fx, nn
+from torch.fx.experimental.optimization import fuse
 
 
 def traced_copy(model: nn.Module) -> fx.GraphModule | None:
@@ -44,8 +45,6 @@ def traced_copy(model: nn.Module) -> fx.GraphModule | None:
 
 def fold_batch_norm(graph: fx.GraphModule) -> fx.GraphModule:
     """``graph`` with every conv→BatchNorm (and linear→BatchNorm) pair folded into one layer, in place."""
-    from torch.fx.experimental.optimization import fuse
-
     return fuse(graph, inplace=True, no_trace=True)
 
 

@@ -10,12 +10,12 @@ Shapes: x (B, C, H, W) in [0, 1], y (B,) true labels, eps (B,) absolute radii.
 
 from __future__ import annotations
 
-from robench.attacks.base import (ATTACKS, Attack, check_dlr_classes, check_settings, num_classes_of, per_image,
-                                  target_labels)
+from robench.attacks.base import Attack, check_dlr_classes, check_settings, num_classes_of, per_image, target_labels
 from robench.attacks.pgd import sign_gradient_ascent
+from robench.attacks.registry import ATTACKS
 
 
-@ATTACKS.register("tgsm", "targeted iterative FGSM (Kurakin et al. 2016) at t = (y+1) mod D, steps of eps/steps")
+@ATTACKS.register("tgsm", "native", "targeted iterative FGSM (Kurakin et al. 2016) at t = (y+1) mod D, steps of eps/steps")
 class TGSM(Attack):
     name = "tgsm"
     targeted = True

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import torch
 
-from robench.attacks.base import ATTACKS, Attack, num_classes_of
+from robench.attacks.base import Attack, num_classes_of
 from robench.attacks.pgd import PGD
+from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
+from robench.models.checkpoints import load_checkpoint
 
 
-@ATTACKS.register("transfer", "transfer attack: PGD crafted on a source checkpoint (--transfer-from), native only")
+@ATTACKS.register("transfer", "native", "transfer attack: PGD crafted on a source checkpoint (--transfer-from), native only")
 class Transfer(Attack):
     name = "transfer"
     targeted = False
@@ -37,8 +39,6 @@ class Transfer(Attack):
 
     def source_model(self, model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
         """The source model on x's device (loaded once per device), checked against the attacked model."""
-        from robench.checkpoints import load_checkpoint
-
         if x.device not in self._sources:
             with torch.random.fork_rng(devices=[]):  # building the model draws initial weights: keep our stream
                 self._sources[x.device] = load_checkpoint(self.source, device=x.device)

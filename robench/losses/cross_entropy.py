@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from robench.losses.base import LatentLoss
+from robench.losses.base import LatentLoss, register_loss
 
 
+@register_loss("ce", "cross-entropy on z as logits (no defense)")
 class CrossEntropyLoss(LatentLoss):
     """Cross-entropy on z (batch, D) as logits, averaged over the batch."""
 

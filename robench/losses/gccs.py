@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from robench.errors import RobenchError
-from robench.losses.base import LatentLoss
+from robench.losses.base import LatentLoss, register_loss
 
 
+@register_loss("gccs", "Gaussian class-conditional simplex loss (Ali et al., eq. 2): KL to N(mu*e_i, sigma^2 I) "
+               "+ kurtosis", grad_clip=5.0)
 class GCCSLoss(LatentLoss):
     """Gaussian class-conditional simplex loss, eq. (2) of Ali et al. ("Beyond cross-entropy").
 
@@ -53,7 +55,7 @@ class GCCSLoss(LatentLoss):
     z so ``backward()`` works on a small last batch.
 
     The class statistics are those of the whole batch: a multi-process run gathers z and y
-    of all processes before calling the loss (``whole_batch``, :mod:`robench.distributed`).
+    of all processes before calling the loss (``whole_batch``, :mod:`robench.training.distributed`).
     """
 
     whole_batch = True

@@ -17,7 +17,7 @@ Each takes ``reg_weight`` (λ). The defaults (jacobian 0.03, input-grad 0.1, cro
 0.01) were chosen on Fashion-MNIST with small-cnn (10,000 training images, 3 epochs, seed 0)
 as the strongest of a grid of three values that kept clean accuracy within two points of
 cross-entropy; the measurements are in the README ("Baseline defenses"). The per-image quantities are shared
-with the end-of-training gradient statistics (:mod:`robench.gradient_stats`).
+with the end-of-training gradient statistics (:mod:`robench.training.gradient_stats`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from robench.errors import RobenchError
-from robench.losses.base import LatentLoss
-from robench.losses.input_gradients import (ce_input_gradient, class_basis, forward_with_vjp,
-                                            random_unit_projections, sum_squares)
+from robench.losses.base import LatentLoss, register_loss
+from robench.losses.input_gradients import (ce_input_gradient, class_basis, forward_with_vjp, random_unit_projections,
+                                            sum_squares)
 
 SQRT_EPS = 1e-12  # inside the square root of ‖J‖_F, so that its gradient stays finite at J = 0
 
@@ -69,6 +69,8 @@ class _PenalisedCrossEntropy(LatentLoss, ABC):
         return self(z, y) + self.reg_weight * self.penalty(z, y, vjps), z
 
 
+@register_loss("jacobian", "CE + reg_weight * mean ||dz/dx||_F (Jakubovitz & Giryes 2018); exact or K random "
+               "projections")
 class JacobianLoss(_PenalisedCrossEntropy):
     """CE + λ · mean_b ‖J(x_b)‖_F (Jakubovitz & Giryes 2018); ``projections=K`` estimates it."""
 
@@ -87,6 +89,7 @@ class JacobianLoss(_PenalisedCrossEntropy):
         return torch.sqrt(sq + SQRT_EPS).mean()
 
 
+@register_loss("input-grad", "CE + reg_weight * mean ||d CE(x_b, y_b)/dx||^2 (Ross & Doshi-Velez 2018)")
 class InputGradientLoss(_PenalisedCrossEntropy):
     """CE + λ · mean_b ‖∇ₓ ℓ(x_b, y_b)‖²₂ (Ross & Doshi-Velez 2018)."""
 
@@ -97,6 +100,8 @@ class InputGradientLoss(_PenalisedCrossEntropy):
         return sum_squares(ce_input_gradient(z, y, vjps), 1).mean()
 
 
+@register_loss("cross-lipschitz", "CE + reg_weight * mean over class pairs of ||grad z_l - grad z_m||^2 "
+               "(Hein & Andriushchenko 2017)")
 class CrossLipschitzLoss(_PenalisedCrossEntropy):
     """CE + λ · (1/(B·D²)) Σ_b Σ_{l,m} ‖∇f_l(x_b) − ∇f_m(x_b)‖² (Hein & Andriushchenko 2017)."""
 

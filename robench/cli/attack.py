@@ -1,0 +1,68 @@
+"""``robench attack``: checkpoints x attacks x backends x ε -> rows of a tidy attacks CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from robench.cli.options import DataDirOpt, DeviceOpt, QuietOpt, fail, split_values
+from robench.errors import RobenchError
+
+
+def attack(
+    checkpoint: Annotated[list[Path], typer.Option(help="Run directory to attack (repeatable).")],
+    out: Annotated[Path, typer.Option(help="CSV to append rows to (created if missing; existing rows are kept).")],
+    attack_names: Annotated[list[str], typer.Option(
+        "--attack", help="pgd, tgsm, jsma; apgd, square (through ART); transfer (repeatable or comma-separated; "
+                         "robench list attacks).")] = ["pgd"],
+    eps_grid: Annotated[str, typer.Option(help="ε values: 0,0.01,0.02 or start:stop:num (inclusive).")] = "0,0.01,0.02,0.05,0.1",
+    eps_mode: Annotated[str, typer.Option(help="relative: ||n||∞ <= ε·||x||∞ per image (the paper's); absolute: ||n||∞ <= ε.")]
+    = "relative",
+    backend: Annotated[Optional[list[str]], typer.Option(
+        help="native or art (repeatable or comma-separated; default: native, art for apgd and square).")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Iterations (default: pgd 5, tgsm 5, jsma 200, apgd 100, square 1000 queries, transfer 20).")] = None,
+    step_size: Annotated[Optional[float], typer.Option(
+        help="Step as a fraction of ε (default: pgd 2.5/steps, tgsm 1/steps).")] = None,
+    restarts: Annotated[Optional[int], typer.Option(
+        help="pgd/apgd/square/transfer: random starts, keeping the worst per image (default 1).")] = None,
+    attack_loss: Annotated[Optional[str], typer.Option(
+        help="pgd/tgsm/apgd/transfer objective: ce (the paper's, the default), margin (Carlini-Wagner) or dlr "
+             "(Croce-Hein). jsma and square take none.")] = None,
+    transfer_from: Annotated[Optional[Path], typer.Option(
+        help="transfer: the run directory the PGD examples are crafted on (e.g. the cross-entropy model).")] = None,
+    n_samples: Annotated[Optional[int], typer.Option(
+        help="Evaluate a seeded class-stratified subset of N test images (default: all).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per attack batch.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the evaluated subset and of random starts.")] = 0,
+    sweep: Annotated[str, typer.Option(
+        help="cumulative: an image broken at a smaller ε stays broken (worst case, cheaper); "
+             "independent: every ε from scratch (the paper's protocol).")] = "cumulative",
+    data_dir: Annotated[Optional[Path], typer.Option(help=DataDirOpt)] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download the dataset if it is missing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Recompute rows already in --out (they are replaced).")] = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Attack checkpoints over a grid of ε and append accuracy-vs-ε rows to a tidy CSV."""
+    from robench.evaluation.epsilon import parse_eps_grid
+    from robench.evaluation.sweep import SweepSpec, run_sweep
+
+    try:
+        spec = SweepSpec(
+            checkpoints=tuple(str(c) for c in checkpoint), attacks=tuple(split_values(attack_names)),
+            backends=tuple(split_values(backend)) or None, eps_grid=tuple(parse_eps_grid(eps_grid)), out=str(out),
+            eps_mode=eps_mode, steps=steps, step_size=step_size, restarts=restarts, attack_loss=attack_loss,
+            n_samples=n_samples, batch_size=batch_size, seed=seed, sweep=sweep,
+            source=str(transfer_from) if transfer_from else None)
+        rows = run_sweep(spec, device=device, data_dir=str(data_dir) if data_dir else None, download=download,
+                         force=force, progress=not quiet)
+    except RobenchError as exc:
+        fail(exc)
+    typer.echo(f"{out}: {len(rows)} new row(s)")
+    for row in rows:
+        target = f"  target success {row['target_success']:.4f}" if row["target_success"] is not None else ""
+        typer.echo(f"  {Path(row['checkpoint']).name:<28} {row['attack']:<5} {row['backend']:<6} "
+                   f"eps {row['eps']:<8g} accuracy {row['accuracy']:.4f}{target}")

@@ -1,0 +1,100 @@
+"""``robench audit``: can a checkpoint's robust accuracy be trusted? The command and its verdict table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from robench.cli.options import DataDirOpt, DeviceOpt, QuietOpt, fail
+from robench.errors import RobenchError
+
+STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skipped": "dim"}
+
+
+def verdict_table(report: dict):
+    """A rich table of the audit's checks and its headline numbers."""
+    from rich.table import Table
+
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    table = Table(title=f"audit of {report['checkpoint']} ({report['n']} test images, "
+                        f"{report['eps_mode']} eps = {report['eps_check']:g})", title_justify="left")
+    for column, justify in (("#", "right"), ("check", "left"), ("question", "left"), ("measured", "right"),
+                            ("threshold", "left"), ("verdict", "left"), ("detail", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for check in report["checks"]:
+        style = STYLE[check["status"]]
+        table.add_row(str(check["id"]), check["name"], check["question"], check["measured_text"], check["threshold"],
+                      f"[{style}]{check['status']}[/{style}]", check["detail"])
+    table.caption = (f"clean {pct(report['clean_accuracy'])} · paper protocol PGD-{report['config']['steps']} "
+                     f"{pct(report['protocol']['pgd'])} · worst case over {len(report['attacks_at_eps_check'])} "
+                     f"attacks {pct(report['worst'])} · verdict {report['verdict']}")
+    table.caption_justify = "left"
+    return table
+
+
+def audit(
+    checkpoint: Annotated[Path, typer.Argument(help="A run directory written by robench train.")],
+    out: Annotated[Optional[Path], typer.Option(
+        help="Directory for audit.json and audit.csv (default: the checkpoint's directory).")] = None,
+    csv: Annotated[Optional[Path], typer.Option(
+        help="Attacks CSV to read and append the battery's rows to (default: OUT/audit.csv). Point it at an "
+             "existing sweep's CSV to reuse its paper-protocol rows and fold the audit into its worst rows.")]
+    = None,
+    eps_grid: Annotated[str, typer.Option(help="ε grid of the monotonicity sweep (check 1).")]
+    = "0,0.02,0.04,0.06,0.08,0.1",
+    eps_mode: Annotated[str, typer.Option(help="relative (the paper's, ||n||∞ <= ε·||x||∞) or absolute.")]
+    = "relative",
+    eps_check: Annotated[Optional[float], typer.Option(
+        help="ε at which checks 3-5 and the worst case are measured (default: the largest of --eps-grid).")] = None,
+    n_samples: Annotated[Optional[int], typer.Option(
+        help="Seeded class-stratified test subset (default 1000; the whole test set if smaller).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the subset and of every attack's randomness.")] = 0,
+    steps: Annotated[int, typer.Option(help="Iterations of the paper-protocol PGD and TGSM.")] = 5,
+    strong_steps: Annotated[int, typer.Option(help="Check 3: iterations of the strong PGD.")] = 100,
+    strong_restarts: Annotated[int, typer.Option(help="Check 3: random restarts of the strong PGD.")] = 5,
+    apgd_steps: Annotated[int, typer.Option(help="Check 4: APGD iterations (ART).")] = 100,
+    square_queries: Annotated[int, typer.Option(help="Check 5: Square attack queries (ART).")] = 1000,
+    transfer_from: Annotated[Optional[Path], typer.Option(
+        help="Check 5: source of the transfer attack (default: the cross-entropy run of the same dataset and "
+             "model beside the checkpoint, or its fine-tuning parent).")] = None,
+    transfer_steps: Annotated[int, typer.Option(help="Check 5: PGD iterations on the transfer source.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Images per attack batch.")] = 128,
+    data_dir: Annotated[Optional[Path], typer.Option(help=DataDirOpt)] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download the dataset if it is missing.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when the verdict is fail (for CI).")]
+    = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Check whether a checkpoint's robust accuracy can be trusted: adaptive attacks and gradient-masking checks.
+
+    Runs a fixed battery on a seeded test subset (paper-protocol PGD-5 over the ε grid, PGD at absolute ε = 0.5, PGD-100 with 5 restarts, margin and DLR losses, APGD-CE/DLR and Square through ART, transfer from the cross-entropy model), grades seven checks pass/warn/fail, and writes audit.json plus the battery's rows (with per-image worst-case rows) to audit.csv.
+
+    Resumable: rows already in the CSV are kept. Exit code 0 whatever the verdict unless --strict.
+    """
+    from robench.evaluation.audit import AUDIT_JSON, AuditConfig, run_audit
+    from robench.evaluation.epsilon import parse_eps_grid
+
+    try:
+        cfg = AuditConfig(eps_grid=tuple(parse_eps_grid(eps_grid)), eps_mode=eps_mode, eps_check=eps_check,
+                          n_samples=n_samples, seed=seed, batch_size=batch_size, steps=steps,
+                          strong_steps=strong_steps, strong_restarts=strong_restarts, apgd_steps=apgd_steps,
+                          square_queries=square_queries, transfer_steps=transfer_steps)
+        out_dir = out or checkpoint
+        if not checkpoint.is_dir():
+            raise RobenchError(f"checkpoint {checkpoint} not found: expected a run directory from robench train")
+        report = run_audit(checkpoint, cfg, csv=csv or out_dir / "audit.csv", out_json=out_dir / AUDIT_JSON,
+                           transfer_from=str(transfer_from) if transfer_from else None, device=device,
+                           data_dir=str(data_dir) if data_dir else None, download=download, progress=not quiet)
+    except RobenchError as exc:
+        fail(exc)
+    import sys
+
+    from rich.console import Console
+
+    Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160).print(verdict_table(report))
+    typer.echo(f"{out_dir / AUDIT_JSON} ({report['seconds']:.0f} s)")
+    if strict and report["verdict"] == "fail":
+        raise typer.Exit(1)

@@ -1,0 +1,56 @@
+"""Attack strength ε: parsing grids and turning the paper's relative ε into per-image radii.
+
+The paper (Sec. IV-C) bounds the noise n by ‖n‖∞ / ‖x‖∞ ≤ ε for each image ("relative",
+robench's default); "absolute" is the usual ‖n‖∞ ≤ ε. Every attack receives absolute
+per-image radii.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from robench.errors import RobenchError
+
+EPS_MODES = ("relative", "absolute")
+
+
+def check_eps_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`EPS_MODES`, else a :class:`RobenchError` naming them."""
+    if mode not in EPS_MODES:
+        raise RobenchError(f"unknown --eps-mode {mode!r}; choose one of: {', '.join(EPS_MODES)}")
+    return mode
+
+
+def parse_eps_grid(text: str) -> list[float]:
+    """``"0,0.01,0.02"`` or ``"start:stop:num"`` (inclusive, like numpy.linspace) to sorted unique floats ≥ 0."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+            if num < 1:
+                raise ValueError
+            values = [float(v) for v in np.linspace(start, stop, num)]
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RobenchError(f"cannot parse --eps-grid {text!r}: give comma-separated numbers (0,0.01,0.02) "
+                           f"or start:stop:num (0:0.1:11)") from None
+    if not values:
+        raise RobenchError("--eps-grid is empty")
+    bad = [v for v in values if not math.isfinite(v) or v < 0]
+    if bad:
+        raise RobenchError(f"--eps-grid values must be finite and >= 0, got {bad[0]}")
+    return sorted({round(v, 12) for v in values})
+
+
+def absolute_radii(x: torch.Tensor, eps: float, mode: str) -> torch.Tensor:
+    """Per-image L∞ radii (N,) for images x (N, ...) in [0, 1]: ε·‖x‖∞ (relative) or ε (absolute)."""
+    if check_eps_mode(mode) == "relative":
+        return eps * x.flatten(1).abs().amax(1)
+    return torch.full((len(x),), float(eps), dtype=x.dtype, device=x.device)

@@ -1,0 +1,213 @@
+"""Accuracy-vs-ε sweeps: every checkpoint × attack × backend × ε, one CSV row each.
+
+The evaluated images are a fixed, seeded, class-stratified subset of the test set (the same
+for every checkpoint and backend of a dataset). ε = 0 rows are clean accuracy. Two protocols:
+
+* ``independent`` — every ε attacks every image from scratch (the paper's protocol);
+* ``cumulative`` (default) — an image broken at a smaller ε counts as broken at every larger
+  one and only images still standing are attacked: the worst case over the grid, monotone in
+  ε, and cheaper. ``target_success`` then counts images that reached the target at some ε' ≤ ε.
+
+Rows are appended atomically as each finishes, with a per-image record (correct, target hit)
+beside the CSV in ``<csv stem>.per_image/``; a re-run skips rows already present (``force``
+recomputes them), and a cumulative sweep resumes from the per-image record of its last row.
+After every sweep the CSV's ``worst`` rows (the per-image worst case over all attacks at each
+checkpoint and ε, :mod:`robench.evaluation.worst`) are recomputed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from robench.allocator import tune_cpu_allocator
+from robench.attacks import Attack, build_attack, default_backend, target_labels
+from robench.data import load_dataset, stratified_subset
+from robench.devices import resolve_device
+from robench.errors import RobenchError
+from robench.evaluation.epsilon import absolute_radii, check_eps_mode
+from robench.evaluation.worst import update_worst_rows
+from robench.files import load_tensors, save_tensors
+from robench.models.checkpoints import load_checkpoint
+from robench.progress import SweepProgress
+from robench.results import append_attack_row, per_image_path, read_attack_rows, row_key
+from robench.version import __version__
+
+SWEEPS = ("cumulative", "independent")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What ``robench attack`` (or a recipe's ``[[attack]]``, or an audit) attacks, and how.
+
+    Every ``(attack, backend)`` pair runs on every checkpoint at every ε of ``eps_grid``. The
+    attack settings (``steps``, ``step_size``, ``restarts``, ``attack_loss``, ``random_start``,
+    ``source``) are None for the attack's own default; one an attack does not take is an error
+    (:func:`robench.attacks.build_attack`), not silently dropped.
+    """
+
+    checkpoints: tuple[str, ...]
+    attacks: tuple[str, ...]
+    eps_grid: tuple[float, ...]
+    out: str
+    backends: tuple[str, ...] | None = None   # None: each attack on its default backend
+    eps_mode: str = "relative"
+    steps: int | None = None          # None: each attack's default (pgd 5, tgsm 5, jsma 200)
+    step_size: float | None = None    # fraction of ε per step; None: the attack's default
+    restarts: int | None = None       # pgd, apgd, square, transfer: None = 1
+    attack_loss: str | None = None    # None: the attack's default (ce; saliency for jsma, margin for square)
+    n_samples: int | None = None      # None: the whole test set
+    batch_size: int = 128
+    seed: int = 0
+    sweep: str = "cumulative"
+    random_start: bool | None = None  # pgd and transfer: None = True
+    source: str | None = None         # transfer: the checkpoint the examples are crafted on
+
+    def attack_settings(self) -> dict:
+        """The settings passed to every attack of the sweep (None: the attack's default)."""
+        return {"steps": self.steps, "step_size": self.step_size, "restarts": self.restarts,
+                "loss": self.attack_loss, "random_start": self.random_start, "source": self.source}
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (attack, backend) the sweep runs, in order."""
+        return [(name, backend) for name in self.attacks for backend in (self.backends or (default_backend(name),))]
+
+    def build_attacks(self) -> list[tuple[str, str, Attack]]:
+        """``(name, backend, attack)`` for every pair; bad names, backends or settings are RobenchErrors."""
+        return [(name, backend, build_attack(name, backend, **self.attack_settings())) for name, backend in self.pairs()]
+
+    def validate(self) -> None:
+        """Check every setting before any work; raises :class:`RobenchError` naming the first bad one."""
+        if not self.checkpoints:
+            raise RobenchError("give at least one checkpoint to attack")
+        if not self.attacks:
+            raise RobenchError("give at least one attack")
+        check_eps_mode(self.eps_mode)
+        if self.sweep not in SWEEPS:
+            raise RobenchError(f"unknown --sweep {self.sweep!r}; choose one of: {', '.join(SWEEPS)}")
+        if not self.eps_grid or any(not math.isfinite(e) or e < 0 for e in self.eps_grid):
+            raise RobenchError(f"the eps grid must hold finite values >= 0, got {list(self.eps_grid)}")
+        if self.batch_size < 1:
+            raise RobenchError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not 0 <= self.seed < 2**63:
+            raise RobenchError(f"--seed must be an integer in 0..2^63-1, got {self.seed}")
+        if self.n_samples is not None and self.n_samples < 1:
+            raise RobenchError(f"--n-samples must be at least 1, got {self.n_samples}")
+        self.build_attacks()
+
+
+def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = None, download: bool = False,
+              force: bool = False, progress: bool = True) -> list[dict]:
+    """Run the sweep, appending rows to ``spec.out``; returns the rows written by this call."""
+    tune_cpu_allocator()
+    spec.validate()
+    out = Path(spec.out)
+    existing = {row_key(r) for r in read_attack_rows(out)}   # validates the CSV before any work
+    dev = resolve_device(device)
+    models = [(path, *load_checkpoint(path, device=dev)) for path in spec.checkpoints]
+    attacks = spec.build_attacks()
+    written: list[dict] = []
+    datasets: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+    with SweepProgress(enabled=progress) as bar:
+        for path, model, meta in models:
+            key = (meta["dataset"], repr(meta.get("dataset_options")))
+            if key not in datasets:
+                datasets[key] = evaluation_images(meta, spec, data_dir, download)
+            x, y = datasets[key]
+            targets = target_labels(y, meta["num_classes"])
+            for name, backend, attack in attacks:
+                rows = [result_row(spec, path, meta, attack, name, backend, eps, len(y)) for eps in spec.eps_grid]
+                todo = [r for r in rows if force or row_key(r) not in existing]
+                if not todo:
+                    continue
+                state = None  # cumulative: (correct, target_hit) after the previous ε
+                for row in rows:
+                    if row not in todo:
+                        state = load_state(out, row) if spec.sweep == "cumulative" else None
+                        continue
+                    if spec.sweep == "cumulative" and state is None and row["eps"] != rows[0]["eps"]:
+                        state = replay(spec, model, attack, x, y, targets, rows, row, dev, bar)
+                    t0 = time.perf_counter()
+                    bar.start(f"{Path(path).name} · {name}/{backend} · ε={row['eps']:g}", len(y))
+                    correct, hit = attack_images(spec, model, attack, x, y, targets, row["eps"], state, dev, bar)
+                    state = (correct, hit) if spec.sweep == "cumulative" else None
+                    row.update(n_correct=int(correct.sum()), accuracy=int(correct.sum()) / len(y),
+                               target_success=(int(hit.sum()) / len(y)) if attack.targeted else None,
+                               seconds=time.perf_counter() - t0)
+                    save_tensors(per_image_path(out, row), {"correct": correct.to(torch.uint8),
+                                                            "target_hit": hit.to(torch.uint8)})
+                    append_attack_row(out, row)
+                    existing.add(row_key(row))
+                    written.append(row)
+    if written or out.exists():
+        update_worst_rows(out)
+    return written
+
+
+def evaluation_images(meta: dict, spec: SweepSpec, data_dir, download) -> tuple[torch.Tensor, torch.Tensor]:
+    data = load_dataset(meta["dataset"], data_dir=data_dir, download=download,
+                        options=meta.get("dataset_options") or {})
+    x, y = data.x_test, data.y_test
+    if spec.n_samples is not None:
+        if not 1 <= spec.n_samples <= len(y):
+            raise RobenchError(f"--n-samples must be in 1..{len(y)} for {meta['dataset']}, got {spec.n_samples}")
+        idx = stratified_subset(y, spec.n_samples, spec.seed)
+        x, y = x[idx], y[idx]
+    return x, y
+
+
+def result_row(spec: SweepSpec, path, meta: dict, attack, name: str, backend: str, eps: float, n: int) -> dict:
+    """The CSV row (without results) that ``spec`` writes for one checkpoint, attack and ε."""
+    settings = attack.settings()
+    return {"dataset": meta["dataset"], "model": meta["model"], "loss": meta["loss"], "training": meta["training"],
+            "seed": meta["seed"], "checkpoint": str(path), "attack": name, "backend": backend,
+            "attack_loss": settings["attack_loss"], "targeted": attack.targeted, "eps": float(eps),
+            "eps_mode": spec.eps_mode, "steps": settings["steps"], "step_size": settings["step_size"],
+            "restarts": settings["restarts"], "sweep": spec.sweep, "n": n, "attack_seed": spec.seed,
+            "robench_version": __version__, "source": settings.get("source")}
+
+
+def attack_images(spec, model, attack, x, y, targets, eps, state, dev, bar) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attack (x, y) at ``eps`` in batches; per-image (correct, target hit) at ``eps``; in cumulative mode only still-correct images are attacked."""
+    correct = torch.zeros(len(y), dtype=torch.bool)
+    hit = torch.zeros(len(y), dtype=torch.bool)
+    todo = torch.arange(len(y))
+    if state is not None:
+        prev_correct, prev_hit = state
+        hit |= prev_hit
+        todo = todo[prev_correct]
+    torch.manual_seed(zlib.crc32(f"{spec.seed}:{attack.name}:{eps!r}".encode()))
+    for idx in todo.split(spec.batch_size):
+        xb, yb, tb = x[idx].to(dev), y[idx].to(dev), targets[idx].to(dev)
+        x_adv = attack(model, xb, yb, absolute_radii(xb, eps, spec.eps_mode)) if eps > 0 else xb
+        with torch.no_grad():
+            pred = model(x_adv).argmax(1)
+        correct[idx] = (pred == yb).cpu()
+        hit[idx] |= (pred == tb).cpu()
+        bar.advance(len(idx))
+    return correct, hit
+
+
+def load_state(out: Path, row: dict):
+    """The cumulative state (correct, target hit) a finished row left, from its per-image record; None if absent."""
+    path = per_image_path(out, row)
+    if not path.exists():
+        return None
+    tensors = load_tensors(path)
+    return tensors["correct"].bool(), tensors["target_hit"].bool()
+
+
+def replay(spec, model, attack, x, y, targets, rows, until, dev, bar):
+    """Recompute the cumulative state before ``until`` when the per-image record is missing."""
+    state = None
+    for row in rows:
+        if row is until:
+            return state
+        bar.start(f"replaying ε={row['eps']:g} (per-image record missing)", len(y))
+        state = attack_images(spec, model, attack, x, y, targets, row["eps"], state, dev, bar)
+    return state

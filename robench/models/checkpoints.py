@@ -1,0 +1,85 @@
+"""Checkpoints: ``model.safetensors`` (weights) + ``run.json`` (everything else).
+
+A run directory holds the weights as safetensors and the run's metadata as JSON, so a
+checkpoint handed to us is never unpickled. :func:`load_checkpoint` rebuilds the model
+from the metadata alone::
+
+    from robench import load_checkpoint
+    model, meta = load_checkpoint("runs/x")   # eval mode; images in [0, 1] -> z (B, D)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from robench.errors import RobenchError
+from robench.files import load_tensors
+from robench.models.builders import build_model
+from robench.models.classifier import Classifier
+
+WEIGHTS = "model.safetensors"
+METADATA = "run.json"
+TRAIN_STATE = "train_state.safetensors"  # optimiser state of an unfinished run (for --resume)
+
+
+def read_metadata(run_dir: str | Path) -> dict:
+    """The run.json of ``run_dir`` as a dict; a missing or broken file is a RobenchError."""
+    path = Path(run_dir) / METADATA
+    if not Path(run_dir).is_dir():
+        raise RobenchError(f"checkpoint {run_dir} not found: expected a run directory holding {METADATA} and {WEIGHTS}")
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RobenchError(f"{run_dir} is not a robench run: {METADATA} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RobenchError(f"{path} is not valid JSON: {exc}") from None
+    missing = [k for k in ("dataset", "model", "num_classes", "input_shape", "mean", "std") if k not in meta]
+    if missing:
+        raise RobenchError(f"{path} lacks {', '.join(missing)}: not a robench run")
+    return meta
+
+
+def build_from_metadata(meta: dict) -> Classifier:
+    channels, height, width = meta["input_shape"]
+    return build_model(
+        meta["model"],
+        in_channels=channels,
+        image_size=(height, width),
+        num_classes=meta["num_classes"],
+        mean=tuple(meta["mean"]),
+        std=tuple(meta["std"]),
+        options=meta.get("model_options") or {},
+    )
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load safetensors weights into ``model``; missing or unexpected keys are an error."""
+    state = load_tensors(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise RobenchError(f"{path} does not fit the model in its run.json: {first[-1].strip() if first else exc}") from None
+
+
+def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
+    """Model (eval mode, on ``device``) and run.json metadata of a run directory."""
+    run_dir = Path(run_dir)
+    meta = read_metadata(run_dir)
+    weights = run_dir / WEIGHTS
+    if not weights.is_file():
+        raise RobenchError(f"{run_dir} has no {WEIGHTS}: the run never finished an epoch")
+    model = build_from_metadata(meta)
+    load_weights(model, weights)
+    return model.to(device).eval(), meta
+
+
+def check_compatible(parent: dict, child: dict, parent_path: Path) -> None:
+    """An ``--init`` checkpoint must share dataset, model, options and classes with the new run."""
+    fields = ("dataset", "dataset_options", "model", "model_options", "num_classes", "input_shape")
+    diffs = [f"{f} {parent.get(f)!r} vs {child.get(f)!r}" for f in fields if parent.get(f) != child.get(f)]
+    if diffs:
+        raise RobenchError(f"--init {parent_path} does not match this run: " + "; ".join(diffs))

@@ -1,0 +1,62 @@
+"""What both executors do around the jobs: copy run metadata into the results, write the manifest,
+then the report, and say what happened.
+
+The manifest records the resolved recipe, versions, git commit, device, seeds, every checkpoint's
+SHA-256 and parent, and the seconds each kind of job took in this invocation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from robench.files import atomic_write_bytes, atomic_write_json, file_sha256
+from robench.models.checkpoints import METADATA, WEIGHTS, read_metadata
+from robench.pipeline.plan import Plan, PlannedRun, PlannedSweep
+from robench.progress import PlanProgress, console
+from robench.provenance import utc_now
+from robench.report.write import write_report
+from robench.training.run_dir import TRAIN_LOG
+
+
+def sweep_timing_key(sw: PlannedSweep) -> str:
+    return f"{sw.step.attack} {'/'.join(sw.spec.backends)} {sw.spec.sweep} {sw.dataset}"
+
+
+def finish_plan(plan: Plan, worked: bool, manifest: dict | None, bar: PlanProgress) -> list[Path]:
+    """The plan's last job, on the driver: write the manifest (when work was done), then the report."""
+    if worked:
+        atomic_write_json(plan.results_dir / "manifest.json", manifest)
+    bar.job("report")
+    written = write_report(plan.results_dir, compare_paper=plan.recipe.report.compare_paper)
+    bar.done()
+    return written
+
+
+def plan_summary(plan: Plan, worked: bool, written: list[Path]) -> dict:
+    if not worked:
+        console.print(f"{plan.recipe.name}: nothing to do (every run, row and snapshot exists); report rewritten")
+    return {"worked": worked, "report": [str(p) for p in written]}
+
+
+def copy_run_files(run: PlannedRun, dest: Path) -> None:
+    for name in (METADATA, TRAIN_LOG):
+        source = Path(run.config.out) / name
+        data = source.read_bytes()
+        target = dest / name
+        if not target.exists() or target.read_bytes() != data:
+            atomic_write_bytes(target, data)
+
+
+def build_manifest(plan: Plan, started: str, env: dict, timings: dict) -> dict:
+    runs = []
+    for run in plan.runs:
+        meta = read_metadata(run.config.out)
+        runs.append({"run": run.name, "checkpoint": run.config.out, "parent": meta.get("parent"),
+                     "weights_sha256": file_sha256(Path(run.config.out) / WEIGHTS),
+                     "test_accuracy": meta["test_accuracy"], "best_test_accuracy": meta["best_test_accuracy"],
+                     "train_wall_time_s": meta["wall_time_s"], "trained_at_commit": meta["environment"]["git_commit"]})
+    return {"name": plan.recipe.name, "recipe_file": plan.recipe.path, "scale": plan.recipe.scale,
+            "description": plan.recipe.description, "recipe": dataclasses.asdict(plan.recipe),
+            "seeds": list(plan.recipe.train.seeds), "started_at": started, "finished_at": utc_now(),
+            "environment": env, "runs": runs, "seconds_this_invocation": timings}

@@ -1,0 +1,180 @@
+"""What a report reads: a results directory's runs, attack rows, latent snapshots and audits.
+
+``robench report`` reads only what runs, sweeps and audits wrote (``run.json``, ``attacks.csv``,
+``latent/*.safetensors``, ``audit.json``) and never touches a model. :func:`load_results` gathers
+them into :class:`Results`; the method names and orders here are shared by every table and figure
+(the paper's Table I order).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from robench.errors import RobenchError
+from robench.results import read_attack_rows
+
+METHODS = {
+    ("gccs", "regular"): "GCCS - regular training",
+    ("gccs", "finetune"): "GCCS - fine-tuning",
+    ("ce", "regular"): "cross-entropy (no defense)",
+    ("ce", "finetune"): "cross-entropy - fine-tuning",
+    ("jacobian", "regular"): "Jacobian reg. - regular training",
+    ("jacobian", "finetune"): "Jacobian reg. - fine-tuning",
+    ("input-grad", "regular"): "Input gradient reg. - regular training",
+    ("input-grad", "finetune"): "Input gradient reg. - fine-tuning",
+    ("cross-lipschitz", "regular"): "Cross-Lipschitz - regular training",
+    ("cross-lipschitz", "finetune"): "Cross-Lipschitz - fine-tuning",
+}
+"""(loss, training) -> row label, in the paper's Table I order (ce fine-tuning is ours, not the paper's)."""
+
+DATASET_ORDER = ("mnist", "fashion-mnist", "svhn", "cifar10", "cifar100")
+MODEL_ORDER = ("small-cnn", "resnet18", "shake-shake-26-2x96d", "shake-shake-26-2x112d")
+
+
+def method_label(loss: str, training: str, variant: str = "") -> str:
+    label = METHODS.get((loss, training), f"{loss} - {training}")
+    return f"{label} ({variant})" if variant else label
+
+
+def method_order(loss: str, training: str, variant: str = "") -> tuple:
+    keys = list(METHODS)
+    return (keys.index((loss, training)) if (loss, training) in keys else len(keys), loss, training, variant)
+
+
+def column_order(dataset: str, model: str) -> tuple:
+    def rank(name, order):
+        return (order.index(name), "") if name in order else (len(order), name)
+    return rank(dataset, DATASET_ORDER) + rank(model, MODEL_ORDER)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished training run, as its ``run.json`` describes it."""
+
+    name: str
+    dataset: str
+    model: str
+    loss: str
+    training: str
+    seed: int
+    hyper: dict = field(hash=False, compare=False)
+    best: float  # best_test_accuracy, a fraction in [0, 1]
+    variant: str = ""  # the loss hyperparameters telling this run apart from others of its method
+    class_names: tuple = ()
+
+
+@dataclass
+class Results:
+    """Everything a report reads from one results directory."""
+
+    root: Path
+    name: str
+    scale: str | None
+    runs: list[Run]
+    skipped: list[str]  # "run-name (status)" of unfinished runs
+    attacks: list[dict]  # rows of attacks.csv ([] if absent); eps, accuracy floats, seed int
+    latent: list[Path]
+    audits: list = field(default_factory=list)  # Audit per runs/<run>/audit.json
+
+
+def variant_labels(hypers: list[dict], ignore: tuple = ()) -> list[str]:
+    """For each hyperparameter dict, ``"k=v, ..."`` over the keys whose values differ among ``hypers``."""
+    keys = sorted({k for h in hypers for k in h} - set(ignore))
+    differing = [k for k in keys if len({json.dumps(h.get(k), sort_keys=True) for h in hypers}) > 1]
+
+    def text(value) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return [", ".join(f"{k}={text(h.get(k, '-'))}" for k in differing) for h in hypers]
+
+
+def read_json_object(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RobenchError(f"cannot read {path}: {exc}") from None
+    if not isinstance(obj, dict):
+        raise RobenchError(f"{path} is not robench's (not a JSON object)")
+    return obj
+
+
+def load_runs(root: Path) -> tuple[list[Run], list[str]]:
+    """Finished runs under ``root`` (``runs/*/run.json`` or ``*/run.json``) and notes on skipped ones."""
+    files = {p.resolve(): p for pattern in ("runs/*/run.json", "*/run.json") for p in root.glob(pattern)}
+    raw, skipped = [], []
+    for path in sorted(files.values(), key=lambda p: (p.parent.name, str(p))):
+        meta = read_json_object(path)
+        if meta.get("status") != "finished":
+            skipped.append(f"{path.parent.name} ({meta.get('status', 'no status')})")
+            continue
+        missing = [k for k in ("dataset", "model", "loss", "seed", "best_test_accuracy") if k not in meta]
+        if missing:
+            raise RobenchError(f"{path} lacks {', '.join(repr(k) for k in missing)}; is it a robench run.json?")
+        raw.append((path.parent.name, meta))
+    groups = defaultdict(list)
+    for i, (_, meta) in enumerate(raw):
+        groups[(meta["loss"], meta.get("training", "regular"), meta["dataset"], meta["model"])].append(i)
+    variants = [""] * len(raw)
+    for members in groups.values():
+        for i, label in zip(members, variant_labels([raw[i][1].get("loss_hyper") or {} for i in members])):
+            variants[i] = label
+    runs = [Run(name=name, dataset=meta["dataset"], model=meta["model"], loss=meta["loss"],
+                training=meta.get("training", "regular"), seed=int(meta["seed"]), hyper=meta.get("loss_hyper") or {},
+                best=float(meta["best_test_accuracy"]), variant=variant,
+                class_names=tuple(meta.get("class_names") or ()))
+            for (name, meta), variant in zip(raw, variants)]
+    return runs, skipped
+
+
+def load_attacks(path: Path) -> list[dict]:
+    """Rows of ``attacks.csv`` (a :class:`RobenchError` if it is not robench's), numbers parsed."""
+    rows = []
+    for line, row in enumerate(read_attack_rows(path), start=2):
+        try:
+            rows.append(dict(row, eps=float(row["eps"]), accuracy=float(row["accuracy"]), seed=int(row["seed"])))
+        except (TypeError, ValueError):
+            raise RobenchError(f"{path} line {line}: eps, accuracy and seed must be numbers") from None
+    return rows
+
+
+def load_results(results_dir: str | Path) -> Results:
+    """Read a results directory; a :class:`RobenchError` if it is missing or holds no run.json."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise RobenchError(f"results directory {root} does not exist")
+    manifest = read_json_object(root / "manifest.json") if (root / "manifest.json").exists() else {}
+    runs, skipped = load_runs(root)
+    if not runs and not skipped:
+        raise RobenchError(f"no run.json found in {root} (looked in runs/*/ and */)")
+    return Results(root=root, name=str(manifest.get("name") or root.resolve().name), scale=manifest.get("scale"),
+                   runs=runs, skipped=skipped, attacks=load_attacks(root / "attacks.csv"),
+                   latent=sorted((root / "latent").glob("*.safetensors")), audits=load_audits(root))
+
+
+AUDIT_KEYS = ("checkpoint", "n", "attack_seed", "eps_mode", "eps_check", "clean_accuracy", "protocol",
+              "attacks_at_eps_check", "checks", "verdict")
+SEVERITY = ("pass", "warn", "fail")
+
+
+@dataclass(frozen=True)
+class Audit:
+    """One ``audit.json``, found at ``<run>/audit.json`` of a results directory."""
+
+    run: str  # the name of the run directory holding it
+    data: dict = field(hash=False, compare=False)
+
+
+def load_audits(root: Path) -> list[Audit]:
+    """The ``audit.json`` files under ``root`` (``runs/*/`` or ``*/``), in run-name order."""
+    files = {p.resolve(): p for pattern in ("runs/*/audit.json", "*/audit.json") for p in root.glob(pattern)}
+    audits = []
+    for path in sorted(files.values(), key=lambda p: (p.parent.name, str(p))):
+        data = read_json_object(path)
+        missing = [k for k in AUDIT_KEYS if k not in data]
+        if missing or data["verdict"] not in SEVERITY:
+            what = f"lacks {', '.join(repr(k) for k in missing)}" if missing else f"has verdict {data['verdict']!r}"
+            raise RobenchError(f"{path} {what}; is it a robench audit.json?")
+        audits.append(Audit(run=path.parent.name, data=data))
+    return audits
