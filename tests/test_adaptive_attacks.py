@@ -8,6 +8,7 @@ from torch import nn
 
 from robench.attacks import ATTACKS, PGD, attack_backends, attack_objective, build_attack, default_backend
 from robench.errors import RobenchError
+from robench.files import file_sha256
 from robench.evaluation.epsilon import absolute_radii
 from robench.models.checkpoints import load_checkpoint
 
@@ -163,9 +164,10 @@ def test_art_only_settings_and_errors():
     assert attack_backends("pgd") == ("native", "art")
     assert ATTACKS.backends("apgd") == ATTACKS.backends("square") == ("art",) and "native" in ATTACKS.backends("pgd")
     assert build_attack("apgd", "art").settings() == {"steps": 100, "step_size": 2.0, "restarts": 1,
-                                                      "attack_loss": "ce", "source": None}
+                                                      "attack_loss": "ce", "source": None, "source_sha256": None}
     assert build_attack("square", "art").settings() == {"steps": 1000, "step_size": None, "restarts": 1,
-                                                                   "attack_loss": "margin", "source": None}
+                                                                   "attack_loss": "margin", "source": None,
+                                                        "source_sha256": None}
     for name in ("apgd", "square"):
         with pytest.raises(RobenchError, match=f"^{name} runs through ART only: use --backend art$"):
             build_attack(name, "native")
@@ -192,7 +194,7 @@ def test_transfer_to_itself_is_pgd(easy, source):
     torch.manual_seed(3)
     assert torch.equal(crafted, build_attack("pgd", "native", steps=7, restarts=2, loss="margin")(model, x, y, eps))
     assert transfer.settings() == {"steps": 7, "step_size": 2.5 / 7, "restarts": 2, "attack_loss": "margin",
-                                   "source": source}
+                                   "source": source, "source_sha256": file_sha256(f"{source}/model.safetensors")}
     assert build_attack("transfer", source=source).settings()["steps"] == 20
 
 

@@ -77,8 +77,9 @@ def test_adversarial_images_stay_in_box_and_ball(easy, source, name, backend, ep
 @pytest.mark.parametrize("name,backend", CASES)
 def test_settings_give_every_row_column(source, name, backend):
     settings = build_attack(name, backend, source=source if name == "transfer" else None).settings()
-    assert set(settings) == {"steps", "step_size", "restarts", "attack_loss", "source"}
+    assert set(settings) == {"steps", "step_size", "restarts", "attack_loss", "source", "source_sha256"}
     assert settings["source"] == (source if name == "transfer" else None)
+    assert (settings["source_sha256"] is not None) == (name == "transfer")
     assert settings["attack_loss"] in ("ce", "margin", "dlr", "saliency")
 
 

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 import robench.pipeline.ray_executor as executors
 from robench.cli import app
-from robench.results import read_attack_rows, write_attack_rows
+from robench.evaluation.store import ResultStore, slot_of
+from robench.results import read_attack_rows
 from tests.conftest import error_line
 from tests.test_runner import AUDIT, TINY
 
@@ -36,7 +37,9 @@ def audits(root):
 
 
 def per_image(root):
-    return {p.name: p.read_bytes() for p in (root / "attacks.per_image").iterdir()}
+    """Every row's per-image record in the store, by slot."""
+    return {slot_of(row): tuple(flags.tolist() for flags in record)
+            for row, record in ResultStore(root / "attacks.csv").items() if record is not None}
 
 
 def seconds(root):
@@ -47,9 +50,8 @@ def undo_some_work(root):
     """Forget one latent snapshot, one audit verdict and one checkpoint's tgsm rows."""
     (root / "latent" / f"{GCCS}.safetensors").unlink()
     (root / "runs" / CE / "audit.json").unlink()
-    rows = read_attack_rows(root / "attacks.csv")
-    keep = [r for r in rows if not (r["attack"] == "tgsm" and r["checkpoint"].endswith(FINETUNE))]
-    write_attack_rows(root / "attacks.csv", keep)
+    store = ResultStore(root / "attacks.csv")
+    store.put_many([], delete=[r for r in store.rows() if r["attack"] == "tgsm" and r["checkpoint"].endswith(FINETUNE)])
 
 
 @pytest.fixture

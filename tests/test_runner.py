@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import robench.evaluation.sweep as sweep
+from robench.evaluation.store import ResultStore
 import robench.pipeline.local_executor as runner
 from robench.cli import app
 from robench.results import read_attack_rows, row_key
@@ -81,21 +81,21 @@ def test_run_end_to_end_then_nothing_to_do(recipe, tmp_path):
 
 
 def test_killed_run_resumes_without_redoing_or_duplicating(recipe, tmp_path, monkeypatch):
-    calls = {"append": 0}
-    original = sweep.append_attack_row
+    calls = {"put": 0}
+    original = ResultStore.put
 
-    def dying_append(path, row):
-        calls["append"] += 1
-        if calls["append"] == 4:
+    def dying_put(store, row, record):
+        calls["put"] += 1
+        if calls["put"] == 4:
             raise KeyboardInterrupt
-        original(path, row)
+        original(store, row, record)
 
-    monkeypatch.setattr(sweep, "append_attack_row", dying_append)
+    monkeypatch.setattr(ResultStore, "put", dying_put)
     killed = run(recipe)
     assert killed.exit_code == 130 and "resume" in killed.output
     csv = tmp_path / "results" / "tiny" / "attacks.csv"
-    assert len(read_attack_rows(csv)) == 3
-    monkeypatch.setattr(sweep, "append_attack_row", original)
+    assert len([r for r in read_attack_rows(csv) if r["attack"] != "worst"]) == 3
+    monkeypatch.setattr(ResultStore, "put", original)
     trained = []
     real_train = runner.train
     monkeypatch.setattr(runner, "train", lambda config, **kw: trained.append(config) or real_train(config, **kw))

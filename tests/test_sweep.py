@@ -5,7 +5,7 @@ import pytest
 from conftest import error_line
 from typer.testing import CliRunner
 
-import robench.evaluation.sweep as sweep_module
+from robench.evaluation.store import ResultStore
 from robench.cli import app
 from robench.errors import RobenchError
 from robench.evaluation.sweep import SweepSpec, run_sweep
@@ -64,19 +64,19 @@ def test_cumulative_is_monotone_and_never_above_independent(checkpoint, tmp_path
 def test_resume_after_a_kill_loses_at_most_the_row_in_flight(checkpoint, tmp_path, monkeypatch):
     out = tmp_path / "attacks.csv"
     full = run_sweep(spec(checkpoint, tmp_path / "full.csv"), device="cpu", progress=False)
-    real_append, calls = sweep_module.append_attack_row, []
+    real_put, calls = ResultStore.put, []
 
-    def append_then_die(path, row):
+    def put_then_die(store, row, record):
         if len(calls) == 2:
             raise KeyboardInterrupt
-        real_append(path, row)
+        real_put(store, row, record)
         calls.append(1)
 
-    monkeypatch.setattr(sweep_module, "append_attack_row", append_then_die)
+    monkeypatch.setattr(ResultStore, "put", put_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec(checkpoint, out), device="cpu", progress=False)
     monkeypatch.undo()
-    assert len(read_attack_rows(out)) == 2 and out.read_text().endswith("\n")
+    assert len([r for r in read_attack_rows(out) if r["attack"] != "worst"]) == 2 and out.read_text().endswith("\n")
     resumed = run_sweep(spec(checkpoint, out), device="cpu", progress=False)
     assert len(resumed) == 4
     got = pd.read_csv(out).drop(columns=["seconds"])

@@ -8,7 +8,8 @@
 * Batched over images, device-agnostic, the model in eval mode; gradients are taken with
   respect to the input only (parameters' ``.grad`` is never computed).
 * ``settings()`` gives the columns every result row records: steps, step_size (relative to ε),
-  restarts, attack_loss and source (the checkpoint a transfer attack crafts on, else None).
+  restarts, attack_loss, source (the checkpoint a transfer attack crafts on, else None) and
+  source_sha256 (the SHA-256 of that checkpoint's weights, so its rows go stale when it changes).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch.nn.functional as F
 from robench.errors import RobenchError
 
 ATTACK_LOSSES = ("ce", "margin", "dlr")
-SETTING_DEFAULTS = {"steps": None, "step_size": None, "restarts": 1, "attack_loss": None, "source": None}
+SETTING_DEFAULTS = {"steps": None, "step_size": None, "restarts": 1, "attack_loss": None, "source": None,
+                    "source_sha256": None}
 
 
 class Attack(ABC):

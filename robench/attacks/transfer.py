@@ -12,13 +12,16 @@ Shapes: x (B, C, H, W) in [0, 1], y (B,), eps (B,) absolute radii.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from robench.attacks.base import Attack, num_classes_of
 from robench.attacks.pgd import PGD
 from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
-from robench.models.checkpoints import load_checkpoint
+from robench.files import file_sha256
+from robench.models.checkpoints import WEIGHTS, load_checkpoint, read_metadata
 
 
 @ATTACKS.register("transfer", "native", "transfer attack: PGD crafted on a source checkpoint (--transfer-from), native only")
@@ -32,10 +35,13 @@ class Transfer(Attack):
             raise RobenchError("transfer needs a source checkpoint (--transfer-from RUN_DIR)")
         self.pgd = PGD(steps=steps, step_size=step_size, restarts=restarts, loss=loss, random_start=random_start)
         self.source = source
+        read_metadata(source)                                   # a missing or foreign source fails here
+        weights = Path(source) / WEIGHTS
+        self.source_sha256 = file_sha256(weights) if weights.is_file() else None
         self._sources: dict[torch.device, tuple[torch.nn.Module, dict]] = {}
 
     def settings(self) -> dict:
-        return {**self.pgd.settings(), "source": str(self.source)}
+        return {**self.pgd.settings(), "source": str(self.source), "source_sha256": self.source_sha256}
 
     def source_model(self, model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
         """The source model on x's device (loaded once per device), checked against the attacked model."""

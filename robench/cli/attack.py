@@ -43,10 +43,19 @@ def attack(
     data_dir: Annotated[Optional[Path], typer.Option(help=DataDirOpt)] = None,
     download: Annotated[bool, typer.Option("--download", help="Download the dataset if it is missing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Recompute rows already in --out (they are replaced).")] = False,
+    trust_weights: Annotated[bool, typer.Option(
+        "--trust-weights", help="Attack a model.safetensors that does not match its run.json's weights_sha256 "
+                                "(replaced by hand); rows then name the file's own hash.")] = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Attack checkpoints over a grid of ε and append accuracy-vs-ε rows to a tidy CSV."""
+    """Attack checkpoints over a grid of ε and add accuracy-vs-ε rows to a tidy CSV.
+
+    Rows are kept in OUT's store of record (OUT with .sqlite), which rewrites OUT after every row.
+    Each row names the SHA-256 of the attacked weights and of the evaluated images: rows already
+    there for the same weights and images are skipped, rows of weights that have changed since
+    (a retrained checkpoint) are stale and recomputed. Several processes may write one OUT at once.
+    """
     from robench.evaluation.epsilon import parse_eps_grid
     from robench.evaluation.sweep import SweepSpec, run_sweep
 
@@ -56,12 +65,14 @@ def attack(
             backends=tuple(split_values(backend)) or None, eps_grid=tuple(parse_eps_grid(eps_grid)), out=str(out),
             eps_mode=eps_mode, steps=steps, step_size=step_size, restarts=restarts, attack_loss=attack_loss,
             n_samples=n_samples, batch_size=batch_size, seed=seed, sweep=sweep,
-            source=str(transfer_from) if transfer_from else None)
+            source=str(transfer_from) if transfer_from else None, trust_weights=trust_weights)
         rows = run_sweep(spec, device=device, data_dir=str(data_dir) if data_dir else None, download=download,
                          force=force, progress=not quiet)
     except RobenchError as exc:
         fail(exc)
-    typer.echo(f"{out}: {len(rows)} new row(s)")
+    stale = sum(row["replaced"] == "stale" for row in rows)
+    note = f" ({stale} of them replacing stale rows of weights that have changed since)" if stale else ""
+    typer.echo(f"{out}: {len(rows)} new row(s){note}")
     for row in rows:
         target = f"  target success {row['target_success']:.4f}" if row["target_success"] is not None else ""
         typer.echo(f"  {Path(row['checkpoint']).name:<28} {row['attack']:<5} {row['backend']:<6} "

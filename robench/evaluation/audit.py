@@ -30,12 +30,13 @@ from robench.devices import resolve_device
 from robench.errors import RobenchError
 from robench.evaluation import audit_checks as checks
 from robench.evaluation.epsilon import check_eps_mode
-from robench.evaluation.sweep import SweepSpec, evaluation_images, result_row, run_sweep
-from robench.evaluation.worst import WORST, group_key, update_worst_rows
+from robench.evaluation.store import ResultStore, is_current
+from robench.evaluation.sweep import SweepSpec, evaluation_images, images_sha256, result_row, run_sweep
+from robench.evaluation.worst import WORST, group_key
 from robench.files import atomic_write_json
 from robench.models.checkpoints import WEIGHTS, load_checkpoint, read_metadata
 from robench.provenance import environment, utc_now
-from robench.results import read_attack_rows, row_key
+from robench.results import read_attack_rows, row_identity, row_key
 
 AUDIT_JSON = "audit.json"
 
@@ -124,28 +125,32 @@ def battery(cfg: AuditConfig, checkpoint: str, csv: str, n: int | None, num_clas
     return specs
 
 
-def accuracy_by_eps(spec: SweepSpec, meta: dict, n: int, rows: dict) -> dict[float, float]:
-    """Accuracy per ε of ``spec``'s rows in the CSV (as indexed by ``rows``)."""
+def accuracy_by_eps(spec: SweepSpec, meta: dict, n: int, rows: dict, images: str) -> dict[float, float]:
+    """Accuracy per ε of ``spec``'s current rows in the CSV (as indexed by ``rows``: slot -> row)."""
     ((name, backend, attack),) = spec.build_attacks()
     found = {}
     for eps in spec.eps_grid:
-        key = row_key(result_row(spec, spec.checkpoints[0], meta, attack, name, backend, eps, n))
-        if key in rows:
-            found[eps] = float(rows[key]["accuracy"])
+        want = result_row(spec, spec.checkpoints[0], meta, attack, name, backend, eps, n, images)
+        row = rows.get(row_key(want))
+        if row is not None and is_current(row, row_identity(want)):
+            found[eps] = float(row["accuracy"])
     return found
 
 
 def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_json: str | Path,
               transfer_from: str | None = None, device: str = "auto", data_dir: str | None = None,
-              download: bool = False, progress: bool = True) -> dict:
-    """Run the battery (resuming rows already in ``csv``), grade the checks, write ``out_json``."""
+              download: bool = False, progress: bool = True, trust_weights: bool = False) -> dict:
+    """Run the battery (resuming rows already in ``csv``), grade the checks, write ``out_json``.
+
+    ``audit.json`` names the model (``model_sha256``) and the images (``images_sha256``) it judged.
+    """
     cfg.validate()
     t0, started = time.perf_counter(), utc_now()
     dev = resolve_device(device)
     env = environment(dev)  # the code that runs is the code at start
     checkpoint = str(checkpoint)
-    model, meta = load_checkpoint(checkpoint, device=dev)
-    read_attack_rows(csv)  # refuse a foreign CSV before any work
+    model, meta = load_checkpoint(checkpoint, device=dev, verify=not trust_weights)
+    ResultStore(csv).check()  # refuse a damaged or foreign CSV before any work
     source, source_note = (transfer_from, f"crafted on {transfer_from}") if transfer_from else \
         find_transfer_source(checkpoint, meta)
     if source is not None and Path(source).resolve() == Path(checkpoint).resolve():
@@ -155,13 +160,14 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
     x_all, _ = evaluation_images(meta, probe, data_dir, download)
     n_samples = None if cfg.n_samples is None or cfg.n_samples >= len(x_all) else cfg.n_samples
     x, y = evaluation_images(meta, replace(probe, n_samples=n_samples), data_dir, download)
-    specs = battery(cfg, checkpoint, str(csv), n_samples, meta["num_classes"], source)
+    images = images_sha256(x, y)
+    specs = {role: replace(spec, trust_weights=trust_weights) for role, spec in
+             battery(cfg, checkpoint, str(csv), n_samples, meta["num_classes"], source).items()}
     for role, spec in specs.items():
         run_sweep(spec, device=device, data_dir=data_dir, download=download, progress=progress)
-    update_worst_rows(csv)
     all_rows = read_attack_rows(csv)
     rows = {row_key(r): r for r in all_rows}
-    acc = {role: accuracy_by_eps(spec, meta, len(y), rows) for role, spec in specs.items()}
+    acc = {role: accuracy_by_eps(spec, meta, len(y), rows, images) for role, spec in specs.items()}
     at = {role: found.get(cfg.check_eps) for role, found in acc.items()}
     missing = [role for role, value in at.items() if value is None and role not in ("large-eps",)]
     if missing or not acc["large-eps"]:
@@ -188,13 +194,14 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
                checks.check_zero_gradient(fraction, zero, nonfinite, len(y)),
                checks.check_deterministic(model, x, cfg.batch_size, dev)]
 
-    group = (checkpoint, cfg.eps_mode, cfg.check_eps, len(y), str(cfg.seed))
+    group = (checkpoint, meta["model_sha256"], images, cfg.eps_mode, cfg.check_eps, len(y), str(cfg.seed))
     worst = next((r for r in all_rows if r["attack"] == WORST and group_key(r) == group), None)
     clean = acc["pgd"].get(0.0)
     statuses = [c.status for c in results]
     verdict = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     report = {
         "checkpoint": checkpoint, **{k: meta.get(k) for k in ("dataset", "model", "loss", "training", "seed")},
+        "model_sha256": meta["model_sha256"], "images_sha256": images,
         "csv": str(csv), "n": len(y), "attack_seed": cfg.seed, "eps_mode": cfg.eps_mode,
         "eps_grid": list(specs["pgd"].eps_grid), "eps_check": cfg.check_eps, "clean_accuracy": clean,
         "protocol": {"pgd": at["pgd"], "tgsm": at["tgsm"]},

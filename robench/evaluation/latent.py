@@ -3,8 +3,9 @@
 For a checkpoint, a seeded stratified subset of the test images of ``classes`` (default
 0, 1 and 9, the paper's) goes through the model clean and after the recipe's attack
 (default TGSM-5, targeted at (y+1) mod D) at one ε. The z vectors are stored as
-safetensors (``z_clean``, ``z_attacked``, ``labels``) with string metadata naming the run
-and the attack, for ``robench report`` to draw.
+safetensors (``z_clean``, ``z_attacked``, ``labels``) with string metadata naming the run,
+the SHA-256 of its weights (a snapshot of other weights is stale) and the attack, for
+``robench report`` to draw.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 
 from robench.attacks import build_attack
@@ -65,8 +67,18 @@ def write_latent(run_dir: str | Path, out: str | Path, step: LatentSpec, *, devi
     dev = next(model.parameters()).device
     z_clean, z_attacked = latent_snapshot(model, x.to(dev), y.to(dev), step)
     metadata = {"run": Path(run_dir).name, "dataset": meta["dataset"], "model": meta["model"], "loss": meta["loss"],
-                "training": meta["training"], "seed": str(meta["seed"]), "attack": step.attack, "eps": repr(step.eps),
+                "training": meta.get("training") or "regular", "seed": str(meta.get("seed")),
+                "model_sha256": meta["model_sha256"], "attack": step.attack, "eps": repr(step.eps),
                 "eps_mode": step.eps_mode, "classes": ",".join(str(c) for c in step.classes)}
     tensors = {"z_clean": z_clean.contiguous(), "z_attacked": z_attacked.contiguous(), "labels": y.cpu().long()}
     atomic_write_bytes(out, save_safetensors(tensors, metadata=metadata))
     return Path(out)
+
+
+def snapshot_model_sha256(path: str | Path) -> str | None:
+    """The ``model_sha256`` a snapshot was taken of (None if absent, unreadable, or older than identities)."""
+    try:
+        with safe_open(str(path), "pt") as fh:
+            return (fh.metadata() or {}).get("model_sha256")
+    except (OSError, SafetensorError, ValueError):
+        return None

@@ -8,15 +8,17 @@ for every checkpoint and backend of a dataset). ε = 0 rows are clean accuracy. 
   one and only images still standing are attacked: the worst case over the grid, monotone in
   ε, and cheaper. ``target_success`` then counts images that reached the target at some ε' ≤ ε.
 
-Rows are appended atomically as each finishes, with a per-image record (correct, target hit)
-beside the CSV in ``<csv stem>.per_image/``; a re-run skips rows already present (``force``
-recomputes them), and a cumulative sweep resumes from the per-image record of its last row.
-After every sweep the CSV's ``worst`` rows (the per-image worst case over all attacks at each
-checkpoint and ε, :mod:`robench.evaluation.worst`) are recomputed.
+Each row is stored as it finishes, with its per-image record (correct, target hit), in the store
+of record beside the CSV (:mod:`robench.evaluation.store`), which rewrites the CSV with its
+``worst`` rows (:mod:`robench.evaluation.worst`). Every row names the SHA-256 of the attacked
+weights and of the evaluated images: a re-run skips rows that measured the same model on the same
+images, recomputes rows whose model or images changed (stale), and ``force`` recomputes all; a
+cumulative sweep resumes from the per-image record of its last row.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import zlib
@@ -31,11 +33,10 @@ from robench.data import load_dataset, stratified_subset
 from robench.devices import resolve_device
 from robench.errors import RobenchError
 from robench.evaluation.epsilon import absolute_radii, check_eps_mode
-from robench.evaluation.worst import update_worst_rows
-from robench.files import load_tensors, save_tensors
+from robench.evaluation.store import ResultStore, is_current, slot_of
 from robench.models.checkpoints import load_checkpoint
 from robench.progress import SweepProgress
-from robench.results import append_attack_row, per_image_path, read_attack_rows, row_key
+from robench.results import row_cells, row_identity
 from robench.version import __version__
 
 SWEEPS = ("cumulative", "independent")
@@ -67,6 +68,7 @@ class SweepSpec:
     sweep: str = "cumulative"
     random_start: bool | None = None  # pgd and transfer: None = True
     source: str | None = None         # transfer: the checkpoint the examples are crafted on
+    trust_weights: bool = False       # attack weights that do not match their run.json (rows name the file's hash)
 
     def attack_settings(self) -> dict:
         """The settings passed to every attack of the sweep (None: the attack's default)."""
@@ -103,32 +105,45 @@ class SweepSpec:
 
 def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = None, download: bool = False,
               force: bool = False, progress: bool = True) -> list[dict]:
-    """Run the sweep, appending rows to ``spec.out``; returns the rows written by this call."""
+    """Run the sweep into the store of ``spec.out`` (and its CSV); returns the rows written by this call.
+
+    A row is done when its slot holds a row that measured this very model and these images (its
+    identity columns); a row of another model or image set at the same path is stale and is
+    recomputed (the returned row says ``replaced = "stale"``). ``force`` recomputes every row.
+    """
     tune_cpu_allocator()
     spec.validate()
-    out = Path(spec.out)
-    existing = {row_key(r) for r in read_attack_rows(out)}   # validates the CSV before any work
+    store = ResultStore(spec.out)
+    store.check()                                            # a damaged or foreign CSV: refused before any work
     dev = resolve_device(device)
-    models = [(path, *load_checkpoint(path, device=dev)) for path in spec.checkpoints]
+    models = [(path, *load_checkpoint(path, device=dev, verify=not spec.trust_weights)) for path in spec.checkpoints]
     attacks = spec.build_attacks()
+    stored = {slot_of(r): r for r in store.rows()}
     written: list[dict] = []
-    datasets: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+    datasets: dict[tuple, tuple[torch.Tensor, torch.Tensor, str]] = {}
     with SweepProgress(enabled=progress) as bar:
         for path, model, meta in models:
             key = (meta["dataset"], repr(meta.get("dataset_options")))
             if key not in datasets:
-                datasets[key] = evaluation_images(meta, spec, data_dir, download)
-            x, y = datasets[key]
+                x, y = evaluation_images(meta, spec, data_dir, download)
+                datasets[key] = (x, y, images_sha256(x, y))
+            x, y, images = datasets[key]
             targets = target_labels(y, meta["num_classes"])
             for name, backend, attack in attacks:
-                rows = [result_row(spec, path, meta, attack, name, backend, eps, len(y)) for eps in spec.eps_grid]
-                todo = [r for r in rows if force or row_key(r) not in existing]
-                if not todo:
+                rows = [result_row(spec, path, meta, attack, name, backend, eps, len(y), images)
+                        for eps in spec.eps_grid]
+                identity = row_identity(rows[0])
+
+                def done(row: dict) -> bool:
+                    old = stored.get(slot_of(row))
+                    return not force and old is not None and is_current(old, identity)
+
+                if all(done(r) for r in rows):
                     continue
                 state = None  # cumulative: (correct, target_hit) after the previous ε
                 for row in rows:
-                    if row not in todo:
-                        state = load_state(out, row) if spec.sweep == "cumulative" else None
+                    if done(row):
+                        state = store.record(row) if spec.sweep == "cumulative" else None
                         continue
                     if spec.sweep == "cumulative" and state is None and row["eps"] != rows[0]["eps"]:
                         state = replay(spec, model, attack, x, y, targets, rows, row, dev, bar)
@@ -139,17 +154,24 @@ def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = N
                     row.update(n_correct=int(correct.sum()), accuracy=int(correct.sum()) / len(y),
                                target_success=(int(hit.sum()) / len(y)) if attack.targeted else None,
                                seconds=time.perf_counter() - t0)
-                    save_tensors(per_image_path(out, row), {"correct": correct.to(torch.uint8),
-                                                            "target_hit": hit.to(torch.uint8)})
-                    append_attack_row(out, row)
-                    existing.add(row_key(row))
-                    written.append(row)
-    if written or out.exists():
-        update_worst_rows(out)
+                    old = stored.get(slot_of(row))
+                    store.put(row, (correct, hit))
+                    stored[slot_of(row)] = row_cells(row)
+                    written.append({**row, "replaced": None if old is None else
+                                    "recomputed" if is_current(old, identity) else "stale"})
     return written
 
 
+def images_sha256(x: torch.Tensor, y: torch.Tensor) -> str:
+    """The identity of an evaluated image set: SHA-256 of its shape, float32 pixels and int64 labels."""
+    digest = hashlib.sha256(repr(tuple(x.shape)).encode())
+    digest.update(x.detach().cpu().contiguous().float().numpy().tobytes())
+    digest.update(y.detach().cpu().contiguous().long().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def evaluation_images(meta: dict, spec: SweepSpec, data_dir, download) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded, class-stratified test subset a sweep evaluates (the whole test set without ``n_samples``)."""
     data = load_dataset(meta["dataset"], data_dir=data_dir, download=download,
                         options=meta.get("dataset_options") or {})
     x, y = data.x_test, data.y_test
@@ -161,15 +183,18 @@ def evaluation_images(meta: dict, spec: SweepSpec, data_dir, download) -> tuple[
     return x, y
 
 
-def result_row(spec: SweepSpec, path, meta: dict, attack, name: str, backend: str, eps: float, n: int) -> dict:
-    """The CSV row (without results) that ``spec`` writes for one checkpoint, attack and ε."""
+def result_row(spec: SweepSpec, path, meta: dict, attack, name: str, backend: str, eps: float, n: int,
+               images: str) -> dict:
+    """The CSV row (without results) that ``spec`` writes for one checkpoint, attack and ε on ``images``."""
     settings = attack.settings()
-    return {"dataset": meta["dataset"], "model": meta["model"], "loss": meta["loss"], "training": meta["training"],
-            "seed": meta["seed"], "checkpoint": str(path), "attack": name, "backend": backend,
-            "attack_loss": settings["attack_loss"], "targeted": attack.targeted, "eps": float(eps),
-            "eps_mode": spec.eps_mode, "steps": settings["steps"], "step_size": settings["step_size"],
-            "restarts": settings["restarts"], "sweep": spec.sweep, "n": n, "attack_seed": spec.seed,
-            "robench_version": __version__, "source": settings.get("source")}
+    return {"dataset": meta["dataset"], "model": meta["model"], "loss": meta["loss"],
+            "training": meta.get("training") or "regular", "seed": meta.get("seed"), "checkpoint": str(path),
+            "attack": name, "backend": backend, "attack_loss": settings["attack_loss"], "targeted": attack.targeted,
+            "eps": float(eps), "eps_mode": spec.eps_mode, "steps": settings["steps"],
+            "step_size": settings["step_size"], "restarts": settings["restarts"], "sweep": spec.sweep, "n": n,
+            "attack_seed": spec.seed, "robench_version": __version__, "source": settings.get("source"),
+            "model_sha256": meta["model_sha256"], "images_sha256": images,
+            "source_sha256": settings.get("source_sha256")}
 
 
 def attack_images(spec, model, attack, x, y, targets, eps, state, dev, bar) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,15 +216,6 @@ def attack_images(spec, model, attack, x, y, targets, eps, state, dev, bar) -> t
         hit[idx] |= (pred == tb).cpu()
         bar.advance(len(idx))
     return correct, hit
-
-
-def load_state(out: Path, row: dict):
-    """The cumulative state (correct, target hit) a finished row left, from its per-image record; None if absent."""
-    path = per_image_path(out, row)
-    if not path.exists():
-        return None
-    tensors = load_tensors(path)
-    return tensors["correct"].bool(), tensors["target_hit"].bool()
 
 
 def replay(spec, model, attack, x, y, targets, rows, until, dev, bar):

@@ -1,24 +1,23 @@
-"""``worst`` rows: per checkpoint and ε, the per-image worst case over every attack run at that ε.
+"""``worst`` rows: per model and ε, the per-image worst case over every attack run at that ε.
 
-An image counts as robust at ε only if it survived every attack evaluated on it at ε (same
-checkpoint, ε mode, evaluated subset ``n`` and ``attack_seed``, so the same images in the same
-order). The sweep keeps a per-image record of every row (``<csv stem>.per_image/``); this
-module ANDs those records and writes one ``attack = worst`` row per group into the same CSV,
-with ``source`` listing the attacks it combines. A row whose per-image record is missing is left
-out of the worst case (and so out of ``source``), never guessed. Worst rows are derived data:
-they are recomputed from scratch whenever the CSV changes, and ``worst`` is by construction never
-above any single attack's accuracy at the same ε.
+An image counts as robust at ε only if it survived every attack evaluated on it at ε: the same
+checkpoint with the same weights (``model_sha256``) on the same images (``images_sha256``, ``n``,
+``attack_seed``) in the same ε mode. The store keeps a per-image record of every row; this module
+ANDs those records into one ``attack = worst`` row per group, with ``source`` listing the attacks
+it combines. A row without a per-image record is left out of the worst case (and so out of
+``source``), never guessed. Worst rows are derived data: the store recomputes them from scratch
+whenever it writes the CSV, and ``worst`` is by construction never above any single attack's
+accuracy at the same ε.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from robench.files import load_tensors
-from robench.results import per_image_path, read_attack_rows, row_key, write_attack_rows
 from robench.version import __version__
 
 WORST = "worst"
@@ -32,25 +31,24 @@ def attack_label(row: dict) -> str:
 
 
 def group_key(row: dict) -> tuple:
-    return (row["checkpoint"], row["eps_mode"], float(row["eps"]), int(row["n"]), str(row["attack_seed"]))
+    """The rows a worst row combines: same checkpoint, weights, images, ε mode, ε and subset."""
+    return (row["checkpoint"], row.get("model_sha256") or "", row.get("images_sha256") or "", row["eps_mode"],
+            float(row["eps"]), int(row["n"]), str(row["attack_seed"]))
 
 
-def worst_rows(out: str | Path) -> list[dict]:
-    """The worst rows for every group of attack rows in the CSV ``out`` (not written)."""
-    out = Path(out)
+def worst_rows(rows: list[dict], record: Callable[[dict], torch.Tensor | None]) -> list[dict]:
+    """The worst row of every group of attack ``rows``; ``record(row)`` is its per-image ``correct`` or None."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for row in read_attack_rows(out):
+    for row in rows:
         if row["attack"] != WORST:
             groups[group_key(row)].append(row)
     result = []
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[3], k[4], k[2])):
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], k[5], k[6], k[4])):
+        checkpoint, model_sha, images_sha, eps_mode, eps, n, attack_seed = key
         survived, labels, seconds = None, [], 0.0
         for row in groups[key]:
-            path = per_image_path(out, row)
-            if not path.exists():
-                continue
-            correct = load_tensors(path)["correct"].bool()
-            if len(correct) != key[3]:
+            correct = record(row)
+            if correct is None or len(correct) != n:
                 continue
             survived = correct if survived is None else survived & correct
             labels.append(attack_label(row))
@@ -61,38 +59,10 @@ def worst_rows(out: str | Path) -> list[dict]:
         n_correct = int(survived.sum())
         result.append({
             **{c: first[c] for c in ("dataset", "model", "loss", "training", "seed", "checkpoint")},
-            "attack": WORST, "backend": "all", "attack_loss": "all", "targeted": False, "eps": key[2],
-            "eps_mode": key[1], "steps": None, "step_size": None, "restarts": None, "sweep": WORST, "n": key[3],
-            "n_correct": n_correct, "accuracy": n_correct / key[3], "target_success": None,
-            "seconds": round(seconds, 6), "attack_seed": first["attack_seed"],
-            "robench_version": __version__, "source": " + ".join(sorted(labels))})
+            "attack": WORST, "backend": "all", "attack_loss": "all", "targeted": False, "eps": eps,
+            "eps_mode": eps_mode, "steps": None, "step_size": None, "restarts": None, "sweep": WORST, "n": n,
+            "n_correct": n_correct, "accuracy": n_correct / n, "target_success": None,
+            "seconds": round(seconds, 6), "attack_seed": attack_seed, "robench_version": __version__,
+            "source": " + ".join(sorted(labels)), "model_sha256": model_sha, "images_sha256": images_sha,
+            "source_sha256": None})
     return result
-
-
-def worst_correct(out: str | Path, rows: list[dict]) -> torch.Tensor | None:
-    """The per-image AND of ``correct`` over ``rows`` (same group), or None if no record exists."""
-    survived = None
-    for row in rows:
-        path = per_image_path(Path(out), row)
-        if path.exists():
-            correct = load_tensors(path)["correct"].bool()
-            survived = correct if survived is None else survived & correct
-    return survived
-
-
-def update_worst_rows(out: str | Path) -> list[dict]:
-    """Replace the CSV's worst rows by freshly computed ones; rewrites the file only if they changed."""
-    out = Path(out)
-    if not out.exists():
-        return []
-    rows = read_attack_rows(out)
-    attack_rows = [r for r in rows if r["attack"] != WORST]
-    fresh = worst_rows(out)
-    new = attack_rows + fresh
-
-    def comparable(r: dict) -> tuple:
-        return row_key(r) + (str(r.get("n_correct")), str(r.get("source") or ""))
-
-    if [comparable(r) for r in new] != [comparable(r) for r in rows]:
-        write_attack_rows(out, new)
-    return fresh

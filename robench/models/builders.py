@@ -28,6 +28,9 @@ num_classes, mean, std, **options)`` and returns a :class:`Classifier`; use
 :func:`build_model`, which validates the inputs and the option names."""
 
 _COMMON = ("in_channels", "image_size", "num_classes", "mean", "std")
+MAX_WIDTH = 16          # width multipliers and hidden sizes are bounded: a run.json may be hostile
+MAX_HIDDEN = 16384
+MAX_HIDDEN_LAYERS = 8
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -92,17 +95,20 @@ def _is_int(value: object) -> bool:
 
 def _width(model: str, value: object) -> float:
     """Validate a width multiplier: a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise RobenchError(f"model {model!r}: option 'width' must be a number > 0, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+            or value > MAX_WIDTH):
+        raise RobenchError(f"model {model!r}: option 'width' must be a number > 0 and at most {MAX_WIDTH}, got {value!r}")
     return float(value)
 
 
 def _hidden(model: str, value: object) -> tuple[int, ...]:
     """Validate hidden FC widths: a positive int, or a list of them (empty: no hidden layer)."""
     sizes = (value,) if _is_int(value) else value
-    if not isinstance(sizes, (list, tuple)) or not all(_is_int(s) and s >= 1 for s in sizes):
+    if (not isinstance(sizes, (list, tuple)) or len(sizes) > MAX_HIDDEN_LAYERS
+            or not all(_is_int(s) and 1 <= s <= MAX_HIDDEN for s in sizes)):
         raise RobenchError(
-            f"model {model!r}: option 'hidden' must be a positive integer or a list of them, got {value!r}"
+            f"model {model!r}: option 'hidden' must be a positive integer (at most {MAX_HIDDEN}) or a list of at "
+            f"most {MAX_HIDDEN_LAYERS} of them, got {value!r}"
         )
     return tuple(sizes)
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 
 from robench.errors import RobenchError
-from robench.files import load_tensors
+from robench.files import file_sha256, load_tensors
 from robench.models.builders import build_model
 from robench.models.classifier import Classifier
+from robench.models.run_schema import validate_run_metadata
 
 WEIGHTS = "model.safetensors"
 METADATA = "run.json"
@@ -31,15 +32,12 @@ def read_metadata(run_dir: str | Path) -> dict:
     if not Path(run_dir).is_dir():
         raise RobenchError(f"checkpoint {run_dir} not found: expected a run directory holding {METADATA} and {WEIGHTS}")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RobenchError(f"{run_dir} is not a robench run: {METADATA} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise RobenchError(f"{path} is not valid JSON: {exc}") from None
-    missing = [k for k in ("dataset", "model", "num_classes", "input_shape", "mean", "std") if k not in meta]
-    if missing:
-        raise RobenchError(f"{path} lacks {', '.join(missing)}: not a robench run")
-    return meta
+    return validate_run_metadata(meta, path)
 
 
 def build_from_metadata(meta: dict) -> Classifier:
@@ -65,16 +63,29 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise RobenchError(f"{path} does not fit the model in its run.json: {first[-1].strip() if first else exc}") from None
 
 
-def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
-    """Model (eval mode, on ``device``) and run.json metadata of a run directory."""
+def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu", *,
+                    verify: bool = True) -> tuple[Classifier, dict]:
+    """Model (eval mode, on ``device``) and run.json metadata of a run directory.
+
+    The metadata gains ``model_sha256``, the SHA-256 of the weights file as it is: the model's
+    identity, recorded by every result computed on it. A finished run's run.json records the hash
+    of the weights it wrote (``weights_sha256``); a file that no longer matches it (replaced or
+    damaged) is a :class:`RobenchError` unless ``verify`` is False.
+    """
     run_dir = Path(run_dir)
     meta = read_metadata(run_dir)
     weights = run_dir / WEIGHTS
     if not weights.is_file():
         raise RobenchError(f"{run_dir} has no {WEIGHTS}: the run never finished an epoch")
+    actual = file_sha256(weights)
+    recorded = meta.get("weights_sha256")
+    if verify and recorded and recorded != actual:
+        raise RobenchError(f"{weights} is not the file its run.json records (weights_sha256 {recorded[:12]}..., the "
+                           f"file {actual[:12]}...): the weights were replaced or damaged; retrain, or pass "
+                           "--trust-weights to use the file as it is (results then name its own hash)")
     model = build_from_metadata(meta)
     load_weights(model, weights)
-    return model.to(device).eval(), meta
+    return model.to(device).eval(), {**meta, "model_sha256": actual}
 
 
 def check_compatible(parent: dict, child: dict, parent_path: Path) -> None:

@@ -8,6 +8,8 @@ SHA-256 and parent, and the seconds each kind of job took in this invocation.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 from pathlib import Path
 
 from robench.files import atomic_write_bytes, atomic_write_json, file_sha256
@@ -18,19 +20,43 @@ from robench.provenance import utc_now
 from robench.report.write import write_report
 from robench.training.run_dir import TRAIN_LOG
 
+STALE = "stale"
+
 
 def sweep_timing_key(sw: PlannedSweep) -> str:
     return f"{sw.step.attack} {'/'.join(sw.spec.backends)} {sw.spec.sweep} {sw.dataset}"
 
 
 def finish_plan(plan: Plan, worked: bool, manifest: dict | None, bar: PlanProgress) -> list[Path]:
-    """The plan's last job, on the driver: write the manifest (when work was done), then the report."""
+    """The plan's last job, on the driver: write the manifest (when work was done), set aside what the
+    recipe no longer has, then write the report."""
     if worked:
         atomic_write_json(plan.results_dir / "manifest.json", manifest)
+    set_aside_stale(plan)
     bar.job("report")
     written = write_report(plan.results_dir, compare_paper=plan.recipe.report.compare_paper)
     bar.done()
     return written
+
+
+def set_aside_stale(plan: Plan) -> list[Path]:
+    """Move run metadata (with its audit.json) and latent snapshots of runs the recipe no longer has into
+    ``<results>/stale/``, where the report does not look; returns where they went."""
+    names = {run.name for run in plan.runs}
+    leftovers = [d for d in sorted((plan.results_dir / "runs").glob("*")) if d.is_dir() and d.name not in names]
+    leftovers += [f for f in sorted((plan.results_dir / "latent").glob("*.safetensors")) if f.stem not in names]
+    moved = []
+    for path in leftovers:
+        target = plan.results_dir / STALE / path.relative_to(plan.results_dir)
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        moved.append(target)
+    if moved:
+        console.print(f"{plan.recipe.name}: set aside {len(moved)} file(s) of runs the recipe no longer has, "
+                      f"in {plan.results_dir / STALE}")
+    return moved
 
 
 def plan_summary(plan: Plan, worked: bool, written: list[Path]) -> dict:

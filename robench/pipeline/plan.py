@@ -3,20 +3,24 @@
 Fine-tuning runs come after their cross-entropy parent; there is one attack sweep per (attack
 step, dataset) over that dataset's checkpoints, an audit per run (if the recipe has ``[audit]``)
 and a latent snapshot per run (if it asks for Fig. 3). :func:`pending_work` says what is not done
-yet: finished runs, CSV rows already present, audit files and latent files that exist are kept.
+yet: finished runs, CSV rows, audit files and latent snapshots of the current weights are kept;
+those of other weights (the run was retrained) are stale and redone.
 Checkpoints go to ``<runs>/<recipe>/`` (ignored by git); everything else to ``<results>/<recipe>/``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from robench.evaluation.audit import AUDIT_JSON, AuditConfig
+from robench.errors import RobenchError
+from robench.evaluation.latent import snapshot_model_sha256
+from robench.evaluation.store import ResultStore
 from robench.evaluation.sweep import SweepSpec
-from robench.models.checkpoints import METADATA
+from robench.models.checkpoints import METADATA, read_metadata
 from robench.pipeline.recipe import AttackStep, Recipe, hyper_variants
-from robench.results import read_attack_rows
 from robench.training.config import TrainConfig, finished_metadata
 
 
@@ -30,6 +34,20 @@ class PlannedRun:
     def done(self) -> bool:
         return finished_metadata(self.config) is not None
 
+    def weights_sha256(self) -> str | None:
+        """The identity of the finished run's weights (its run.json's ``weights_sha256``); None while unfinished."""
+        meta = finished_metadata(self.config)
+        return meta.get("weights_sha256") if meta else None
+
+
+def current_weights(checkpoint: str) -> str | None:
+    """``weights_sha256`` of the finished run at ``checkpoint``, or None (unfinished, missing or broken)."""
+    try:
+        meta = read_metadata(checkpoint)
+    except RobenchError:
+        return None
+    return meta.get("weights_sha256") if meta.get("status") == "finished" else None
+
 
 @dataclass(frozen=True)
 class PlannedSweep:
@@ -38,17 +56,20 @@ class PlannedSweep:
     spec: SweepSpec
 
     def missing_by_checkpoint(self) -> dict[str, int]:
-        """Per checkpoint, the rows of this sweep not yet in the CSV (matched on checkpoint, attack,
-        backend, loss, ε, sweep); one read of the CSV."""
-        have = {(r["checkpoint"], r["attack"], r["backend"], r["attack_loss"], float(r["eps"]), r["sweep"])
-                for r in read_attack_rows(self.spec.out)}
+        """Per checkpoint, the rows of this sweep the store lacks or holds for other weights (stale), matched
+        on checkpoint, attack, backend, loss, ε and sweep; the sweep itself also checks the images."""
+        have = {(r["checkpoint"], r["attack"], r["backend"], r["attack_loss"], float(r["eps"]), r["sweep"]):
+                r["model_sha256"] for r in ResultStore(self.spec.out).rows()}
         pairs = [(backend, attack.settings()["attack_loss"]) for _, backend, attack in self.spec.build_attacks()]
-        return {c: sum((c, self.step.attack, b, loss, e, self.spec.sweep) not in have
-                       for b, loss in pairs for e in self.spec.eps_grid)
-                for c in self.spec.checkpoints}
+        missing = {}
+        for c in self.spec.checkpoints:
+            weights = current_weights(c)
+            missing[c] = sum(weights is None or have.get((c, self.step.attack, b, loss, e, self.spec.sweep)) != weights
+                             for b, loss in pairs for e in self.spec.eps_grid)
+        return missing
 
     def missing_rows(self) -> int:
-        """Rows of this sweep not yet in the CSV."""
+        """Rows of this sweep to compute: missing from the store, or stale."""
         return sum(self.missing_by_checkpoint().values())
 
 
@@ -62,7 +83,14 @@ class PlannedAudit:
 
     @property
     def done(self) -> bool:
-        return self.out_json.exists()
+        """An audit.json exists and judged the run's current weights (else it is stale)."""
+        if not self.out_json.is_file():
+            return False
+        try:
+            judged = json.loads(self.out_json.read_text(encoding="utf-8")).get("model_sha256")
+        except (OSError, ValueError, AttributeError):
+            return False
+        return judged is not None and judged == self.run.weights_sha256()
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,11 @@ class Plan:
 
     def latent_path(self, run: PlannedRun) -> Path:
         return self.results_dir / "latent" / f"{run.name}.safetensors"
+
+    def latent_done(self, run: PlannedRun) -> bool:
+        """The run's snapshot exists and was taken of its current weights."""
+        path, weights = self.latent_path(run), run.weights_sha256()
+        return weights is not None and path.is_file() and snapshot_model_sha256(path) == weights
 
 
 def _tag(hyper: dict, grid: dict) -> str:
@@ -172,7 +205,7 @@ def describe_plan(plan: Plan) -> str:
         lines += ["", f"audits: {len(plan.audits)} ({sum(not a.done for a in plan.audits)} to do), "
                       f"{cfg.n_samples or 'all'} images, {cfg.eps_mode} eps check {cfg.check_eps:g}"]
     if plan.recipe.latent:
-        todo = sum(not plan.latent_path(r).exists() for r in plan.runs)
+        todo = sum(not plan.latent_done(r) for r in plan.runs)
         lines += ["", f"latent snapshots: {len(plan.runs)} ({todo} to do)"]
     lines += ["", f"report: {plan.results_dir}/table1.*, figures/"]
     return "\n".join(lines)
@@ -191,7 +224,7 @@ class Pending:
 
 def pending_work(plan: Plan) -> Pending:
     sweeps = [sw for sw in plan.sweeps if sw.missing_rows()]
-    latent = [r for r in plan.runs if plan.recipe.latent and not plan.latent_path(r).exists()]
+    latent = [r for r in plan.runs if plan.recipe.latent and not plan.latent_done(r)]
     runs = [r for r in plan.runs if not r.done]
     audits = [a for a in plan.audits if not a.done]
     worked = bool(runs or sweeps or latent or audits) or not (plan.results_dir / "manifest.json").exists()

@@ -8,12 +8,14 @@ checkpoint (whose rows it reuses) and the cross-entropy run it transfers from. T
 the report are written last, on the driver. Each task asks for ``cpus_per_task`` CPUs (its torch
 threads) and, when the device is CUDA, one GPU.
 
-CSV writes: the driver is the only writer of ``attacks.csv``; a sweep or audit task writes its rows
-into its own staging folder, which the driver merges when the task has finished
-(:mod:`robench.pipeline.staging`). Row values equal the local executor's (every row has its own seed), only
-``seconds`` differs, and after an uninterrupted run the rows are in the local order too. A worker that dies loses only its job, which Ray
-re-runs (``max_retries``) in the same staging folder, keeping the rows it had finished. Every node
-must see the working directory at the same path (a shared filesystem) and have robench installed.
+CSV writes: the driver is the only writer of the results' store and ``attacks.csv``; a sweep or
+audit task writes its rows into a store in its own staging folder, which the driver merges when
+the task has finished (:mod:`robench.pipeline.staging`). Row values equal the local executor's
+(every row has its own seed), only ``seconds`` differs, and the CSV's rows are in the store's
+canonical order, whoever ran them. A worker that dies loses only its job, which Ray re-runs
+(``max_retries``) in the same staging folder, keeping the rows it had finished. Every node must
+see the working directory at the same path (a shared filesystem) and have robench installed;
+``ROBENCH_DATA`` is passed on to the workers.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from robench.devices import DEVICE_CHOICES
 from robench.errors import RobenchError
 from robench.evaluation.audit import AUDIT_JSON, run_audit
 from robench.evaluation.latent import write_latent
+from robench.evaluation.store import ResultStore
 from robench.evaluation.sweep import run_sweep
 from robench.files import atomic_write_json
 from robench.pipeline.finish import build_manifest, copy_run_files, finish_plan, plan_summary, sweep_timing_key
 from robench.pipeline.plan import Pending, Plan, PlannedRun, pending_work
-from robench.pipeline.staging import STAGING, merge_leftovers, merge_staged, order_rows, stage
+from robench.pipeline.staging import STAGING, merge_leftovers, merge_staged, stage
 from robench.progress import PlanProgress
 from robench.provenance import environment, utc_now
 from robench.training.loop import train
@@ -157,6 +160,8 @@ def _connect(ray, options: RayOptions) -> bool:
     if ray.is_initialized():
         return False
     common = dict(log_to_driver=False, logging_level=logging.ERROR)
+    if os.environ.get("ROBENCH_DATA"):  # workers look for datasets where the driver does
+        common["runtime_env"] = {"env_vars": {"ROBENCH_DATA": os.environ["ROBENCH_DATA"]}}
     try:
         if options.address:
             _reachable(options.address)
@@ -215,6 +220,8 @@ def execute_plan_ray(plan: Plan, options: RayOptions | None = None, *, device: s
     started = utc_now()
     env = environment(torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"))
     merge_leftovers(plan)
+    for csv in {Path(sw.spec.out) for sw in plan.sweeps} | {a.csv for a in plan.audits}:
+        ResultStore(csv).adopt()  # workers stage from the store: take over an older CSV (and its records) first
     todo = pending_work(plan)
     jobs = plan_jobs(plan, todo, download=download)
     for run in plan.runs:
@@ -241,7 +248,7 @@ def _run_jobs(ray, plan: Plan, jobs: list[Job], options: RayOptions, device: str
     try:
         task_device, resources = _resources(ray, device, options)
         task = ray.remote(execute_job)
-        waiting, finished, failure, facts, added = list(jobs), set(), None, {}, {}
+        waiting, finished, failure, facts = list(jobs), set(), None, {}
         while waiting or running:
             for job in [j for j in waiting if failure is None and set(j.deps) <= finished]:
                 waiting.remove(job)
@@ -261,15 +268,13 @@ def _run_jobs(ray, plan: Plan, jobs: list[Job], options: RayOptions, device: str
             if job.run is not None:
                 copy_run_files(job.run, plan.results_dir / "runs" / job.run.name)
             if job.staged is not None:
-                added[job.key] = merge_staged(job.staged, plan.results_dir, job.out_json)
+                merge_staged(job.staged, plan.results_dir, job.out_json)
             timings[job.timing] = timings.get(job.timing, 0.0) + result.pop("seconds")
             facts = facts or result
             finished.add(job.key)
             bar.done()
         if failure is not None:
             raise failure
-        for csv in {csv for rows in added.values() for csv in rows}:  # rows in plan order, as run locally
-            order_rows(csv, [k for job in jobs for k in added.get(job.key, {}).get(csv, [])])
         return facts
     finally:
         for ref in running:  # Ctrl-C or an error: stop what still runs; its staged rows merge next time

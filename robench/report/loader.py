@@ -2,8 +2,9 @@
 
 ``robench report`` reads only what runs, sweeps and audits wrote (``run.json``, ``attacks.csv``,
 ``latent/*.safetensors``, ``audit.json``) and never touches a model. :func:`load_results` gathers
-them into :class:`Results`; the method names and orders here are shared by every table and figure
-(the paper's Table I order).
+them into :class:`Results`, leaving out (and counting) every result that measured other weights
+than its run's current ``weights_sha256`` (stale) or that belongs to no run of the directory; the
+method names and orders here are shared by every table and figure (the paper's Table I order).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robench.errors import RobenchError
+from robench.evaluation.latent import snapshot_model_sha256
 from robench.results import read_attack_rows
 
 METHODS = {
@@ -64,6 +66,7 @@ class Run:
     best: float  # best_test_accuracy, a fraction in [0, 1]
     variant: str = ""  # the loss hyperparameters telling this run apart from others of its method
     class_names: tuple = ()
+    weights_sha256: str = ""  # the identity of its weights: results of other weights are stale
 
 
 @dataclass
@@ -78,6 +81,8 @@ class Results:
     attacks: list[dict]  # rows of attacks.csv ([] if absent); eps, accuracy floats, seed int
     latent: list[Path]
     audits: list = field(default_factory=list)  # Audit per runs/<run>/audit.json
+    left_out: dict = field(default_factory=dict)  # why -> how many rows or files were not shown
+    unbound_rows: int = 0  # rows shown that name no model identity (written by robench 0.1)
 
 
 def variant_labels(hypers: list[dict], ignore: tuple = ()) -> list[str]:
@@ -123,7 +128,7 @@ def load_runs(root: Path) -> tuple[list[Run], list[str]]:
     runs = [Run(name=name, dataset=meta["dataset"], model=meta["model"], loss=meta["loss"],
                 training=meta.get("training", "regular"), seed=int(meta["seed"]), hyper=meta.get("loss_hyper") or {},
                 best=float(meta["best_test_accuracy"]), variant=variant,
-                class_names=tuple(meta.get("class_names") or ()))
+                class_names=tuple(meta.get("class_names") or ()), weights_sha256=meta.get("weights_sha256") or "")
             for (name, meta), variant in zip(raw, variants)]
     return runs, skipped
 
@@ -148,9 +153,29 @@ def load_results(results_dir: str | Path) -> Results:
     runs, skipped = load_runs(root)
     if not runs and not skipped:
         raise RobenchError(f"no run.json found in {root} (looked in runs/*/ and */)")
+    weights = {run.name: run.weights_sha256 for run in runs}
+    left_out: dict[str, int] = {}
+
+    def current(name: str, judged: str | None, what: str) -> bool:
+        """Whether a result about run ``name`` that measured weights ``judged`` may be shown."""
+        if name not in weights:
+            left_out[f"{what} of checkpoints that are not runs of this directory"] = \
+                left_out.get(f"{what} of checkpoints that are not runs of this directory", 0) + 1
+            return False
+        if judged and weights[name] and judged != weights[name]:
+            left_out[f"stale {what} (their checkpoint has been retrained since)"] = \
+                left_out.get(f"stale {what} (their checkpoint has been retrained since)", 0) + 1
+            return False
+        return True
+
+    attacks = [r for r in load_attacks(root / "attacks.csv")
+               if current(Path(r["checkpoint"]).name, r["model_sha256"], "attack rows")]
+    latent = [p for p in sorted((root / "latent").glob("*.safetensors"))
+              if current(p.stem, snapshot_model_sha256(p), "latent snapshots")]
+    audits = [a for a in load_audits(root) if current(a.run, a.data.get("model_sha256"), "audits")]
     return Results(root=root, name=str(manifest.get("name") or root.resolve().name), scale=manifest.get("scale"),
-                   runs=runs, skipped=skipped, attacks=load_attacks(root / "attacks.csv"),
-                   latent=sorted((root / "latent").glob("*.safetensors")), audits=load_audits(root))
+                   runs=runs, skipped=skipped, attacks=attacks, latent=latent, audits=audits, left_out=left_out,
+                   unbound_rows=sum(not r["model_sha256"] for r in attacks))
 
 
 AUDIT_KEYS = ("checkpoint", "n", "attack_seed", "eps_mode", "eps_check", "clean_accuracy", "protocol",
@@ -178,3 +203,12 @@ def load_audits(root: Path) -> list[Audit]:
             raise RobenchError(f"{path} {what}; is it a robench audit.json?")
         audits.append(Audit(run=path.parent.name, data=data))
     return audits
+
+
+def identity_notes(results: Results) -> list[str]:
+    """What the report left out because it measured other weights, and what it could not verify."""
+    notes = [f"Not shown: {count} {why}." for why, count in sorted(results.left_out.items())]
+    if results.unbound_rows:
+        notes.append(f"{results.unbound_rows} attack row(s) were written by robench 0.1, before results recorded the "
+                     "hash of the weights they measured: shown, but not verified against these checkpoints.")
+    return notes

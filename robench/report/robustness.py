@@ -16,7 +16,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from robench.report.loader import SEVERITY, Audit, Results, column_order, method_label, method_order
+from robench.report.loader import (SEVERITY, Audit, Results, column_order, identity_notes, method_label,
+                                   method_order)
 
 VERDICT_COLOURS = {"pass": "tab:green", "warn": "tab:orange", "fail": "tab:red"}
 ROBUSTNESS_COLUMNS = ["method", "loss", "training", "loss_hyper", "dataset", "model", "n_seeds", "seeds", "eps_mode",
@@ -181,6 +182,7 @@ def robustness_markdown(results: Results, rows: list[dict]) -> str:
         "- Audit verdict: fail if any of the seven checks of [audit.md](audit.md) fails, warn if any warns, else "
         "pass; the failed and warned checks are named. Over several seeds: means of the numbers, the worst "
         "verdict, and every check that failed or warned in any seed."]
+    lines += [f"- {note}" for note in identity_notes(results)]
     fallback = [r["method"] for r in rows if "audit.json" in r["worst_from"]]
     if fallback:
         lines.append(f"- Worst case taken from audit.json (no matching `worst` row in attacks.csv): "

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from robench.report.formatting import csv_text, tex_escape
-from robench.report.loader import Results, Run, column_order, method_label, method_order
+from robench.report.loader import Results, Run, column_order, identity_notes, method_label, method_order
 from robench.report.robustness import table1_section
 
 PAPER_SOURCE = "Table I of Ali et al., 'Beyond cross-entropy: learning highly separable feature distributions'"
@@ -101,7 +101,9 @@ def _notes(results: Results, rows: list[dict], compare_paper: bool) -> list[str]
             notes.append(f"Not in the paper: {', '.join(absent)}.")
     if results.skipped:
         notes.append(f"Skipped {len(results.skipped)} unfinished run(s): {', '.join(results.skipped)}.")
+    notes += identity_notes(results)
     return notes
+
 
 
 def table1_markdown(results: Results, rows: list[dict], compare_paper: bool = False) -> str:
