@@ -82,7 +82,7 @@ class Results:
     latent: list[Path]
     audits: list = field(default_factory=list)  # Audit per runs/<run>/audit.json
     left_out: dict = field(default_factory=dict)  # why -> how many rows or files were not shown
-    unbound_rows: int = 0  # rows shown that name no model identity (written by robench 0.1)
+    unverified: dict = field(default_factory=dict)  # kind -> how many shown results name no weights (robench 0.1)
 
 
 def variant_labels(hypers: list[dict], ignore: tuple = ()) -> list[str]:
@@ -175,7 +175,10 @@ def load_results(results_dir: str | Path) -> Results:
     audits = [a for a in load_audits(root) if current(a.run, a.data.get("model_sha256"), "audits")]
     return Results(root=root, name=str(manifest.get("name") or root.resolve().name), scale=manifest.get("scale"),
                    runs=runs, skipped=skipped, attacks=attacks, latent=latent, audits=audits, left_out=left_out,
-                   unbound_rows=sum(not r["model_sha256"] for r in attacks))
+                   unverified={kind: count for kind, count in (
+                       ("attack rows", sum(not r["model_sha256"] for r in attacks)),
+                       ("latent snapshots", sum(snapshot_model_sha256(p) is None for p in latent)),
+                       ("audits", sum(not a.data.get("model_sha256") for a in audits))) if count})
 
 
 AUDIT_KEYS = ("checkpoint", "n", "attack_seed", "eps_mode", "eps_check", "clean_accuracy", "protocol",
@@ -208,7 +211,8 @@ def load_audits(root: Path) -> list[Audit]:
 def identity_notes(results: Results) -> list[str]:
     """What the report left out because it measured other weights, and what it could not verify."""
     notes = [f"Not shown: {count} {why}." for why, count in sorted(results.left_out.items())]
-    if results.unbound_rows:
-        notes.append(f"{results.unbound_rows} attack row(s) were written by robench 0.1, before results recorded the "
-                     "hash of the weights they measured: shown, but not verified against these checkpoints.")
+    if results.unverified:
+        what = ", ".join(f"{count} {kind}" for kind, count in results.unverified.items())
+        notes.append(f"Written by robench 0.1, before results recorded the hash of the weights they measured: {what}; "
+                     "shown, but not verified against these checkpoints.")
     return notes
