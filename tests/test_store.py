@@ -167,3 +167,18 @@ def test_stale_results_are_never_reported(tmp_path, monkeypatch):
     assert rows and all(r["model_sha256"] == weights[r["checkpoint"].rsplit("/", 1)[-1]] for r in rows)
     assert {snapshot_model_sha256(p) for p in (results / "latent").glob("*")} == set(weights.values())
     assert "Not shown" not in (results / "table1.md").read_text()
+
+
+def test_a_shrunk_recipe_sets_aside_what_it_no_longer_has(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    assert runner.invoke(app, ["run", "tiny.toml", "--device", "cpu", "--quiet"]).exit_code == 0
+    results = tmp_path / "results" / "tiny"
+    gone = "synthetic-small-cnn-gccs-finetune-s0"
+    (tmp_path / "tiny.toml").write_text(TINY.replace('modes = ["regular", "finetune"]', 'modes = ["regular"]'))
+    result = runner.invoke(app, ["run", "tiny.toml", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0 and "set aside 2 file(s)" in result.output
+    assert not (results / "runs" / gone).exists() and (results / "stale" / "runs" / gone / "run.json").exists()
+    assert (results / "stale" / "latent" / f"{gone}.safetensors").exists()
+    table = (results / "table1.md").read_text()
+    assert "GCCS - fine-tuning" not in table and "Not shown: 8 attack rows of checkpoints that are not runs" in table

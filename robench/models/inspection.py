@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robench.models.checkpoints import read_metadata
+from robench.files import file_sha256
+from robench.models.checkpoints import WEIGHTS, read_metadata
 
 
 def _fmt(value) -> str:
@@ -13,6 +14,18 @@ def _fmt(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()) or "-"
     return "-" if value is None else str(value)
+
+
+def weights_note(run_dir: Path, recorded: str | None) -> str:
+    """run.json's weights hash and whether model.safetensors still matches it."""
+    weights = run_dir / WEIGHTS
+    if not weights.is_file():
+        return f"{_fmt(recorded)} ({WEIGHTS} missing)"
+    actual = file_sha256(weights)
+    if recorded is None:
+        return f"{actual} (of {WEIGHTS}; the run is unfinished)"
+    return recorded + (" (matches model.safetensors)" if actual == recorded else
+                       f" (model.safetensors differs: {actual}; results would refuse it)")
 
 
 def describe_run(run_dir: str | Path) -> str:
@@ -36,7 +49,7 @@ def describe_run(run_dir: str | Path) -> str:
         ("wall time", f"{meta.get('wall_time_s', 0):.1f} s on {env.get('device')} ({env.get('device_name')})"),
         ("versions", _fmt(env.get("versions"))),
         ("git commit", _fmt(env.get("git_commit"))),
-        ("weights sha256", _fmt(meta.get("weights_sha256"))),
+        ("weights sha256", weights_note(Path(run_dir), meta.get("weights_sha256"))),
     ]
     stats = meta.get("gradient_statistics")
     if stats:
