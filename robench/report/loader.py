@@ -16,6 +16,7 @@ from pathlib import Path
 
 from robench.errors import RobenchError
 from robench.evaluation.latent import snapshot_model_sha256
+from robench.evaluation.store import ResultStore
 from robench.results import read_attack_rows
 
 METHODS = {
@@ -134,7 +135,9 @@ def load_runs(root: Path) -> tuple[list[Run], list[str]]:
 
 
 def load_attacks(path: Path) -> list[dict]:
-    """Rows of ``attacks.csv`` (a :class:`RobenchError` if it is not robench's), numbers parsed."""
+    """Rows of ``attacks.csv``, numbers parsed; a :class:`RobenchError` if it is not robench's, is damaged, or
+    differs from what robench last wrote from its store (edited by hand)."""
+    ResultStore(path).check()
     rows = []
     for line, row in enumerate(read_attack_rows(path), start=2):
         try:
