@@ -76,15 +76,20 @@ def audit(
     """
     from robench.evaluation.audit import AUDIT_JSON, AuditConfig, run_audit
     from robench.evaluation.epsilon import parse_eps_grid
+    from robench.training.run_dir import check_directory_target
 
     try:
         cfg = AuditConfig(eps_grid=tuple(parse_eps_grid(eps_grid)), eps_mode=eps_mode, eps_check=eps_check,
                           n_samples=n_samples, seed=seed, batch_size=batch_size, steps=steps,
                           strong_steps=strong_steps, strong_restarts=strong_restarts, apgd_steps=apgd_steps,
                           square_queries=square_queries, transfer_steps=transfer_steps)
+        cfg.validate()
         out_dir = out or checkpoint
         if not checkpoint.is_dir():
             raise RobenchError(f"checkpoint {checkpoint} not found: expected a run directory from robench train")
+        check_directory_target(out_dir, "--out")  # before any work: audit.json goes there
+        if csv is not None and not csv.exists():
+            check_directory_target(csv, "--csv")  # its folders can be made
         report = run_audit(checkpoint, cfg, csv=csv or out_dir / "audit.csv", out_json=out_dir / AUDIT_JSON,
                            transfer_from=str(transfer_from) if transfer_from else None, device=device,
                            data_dir=str(data_dir) if data_dir else None, download=download, progress=not quiet)

@@ -48,14 +48,16 @@ def train(
     data_dir: Annotated[Optional[Path], typer.Option(rich_help_panel="Data", 
         help=DataDirOpt)] = None,
     download: Annotated[bool, typer.Option("--download", rich_help_panel="Data", help="Download the dataset through torchvision if it is missing.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished run in --out from its last completed epoch.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished run in --out from its last completed epoch (a run already finished "
+                                           "with this command is left as it is).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a finished or unfinished run in --out.")] = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Train a classifier with a loss and write a checkpoint (model.safetensors + run.json)."""
-    from robench.training.config import TrainConfig
+    from robench.training.config import TrainConfig, finished_metadata
     from robench.training.loop import train as run_training
+    from robench.training.run_dir import accuracy_text
 
     try:
         hyper = {k: v for k, v in {"mu": mu, "sigma": sigma, "kurtosis_weight": kurtosis_weight,
@@ -68,6 +70,8 @@ def train(
             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, grad_clip=grad_clip,
             samples_per_class=samples_per_class, train_subset=train_subset, test_subset=test_subset,
             seed=seed, init=str(init) if init else None)
+        config.validate()
+        done = finished_metadata(config) if resume and not force else None
         meta = run_training(config, device=device, data_dir=str(data_dir) if data_dir else None,
                             download=download, resume=resume, force=force, progress=not quiet)
     except RobenchError as exc:
@@ -75,6 +79,9 @@ def train(
     from robench.training.distributed import is_main_process
 
     if not is_main_process():  # under torchrun, rank 0 alone reports
+        return
+    if done is not None:
+        typer.echo(f"{out}: already finished ({meta['epochs_done']} epochs, test accuracy {accuracy_text(meta)})")
         return
     typer.echo(f"{out}: {meta['loss']} on {meta['dataset']}/{meta['model']}, {meta['epochs_done']} epochs, "
                f"test accuracy {meta['test_accuracy']:.4f} (best {meta['best_test_accuracy']:.4f})")

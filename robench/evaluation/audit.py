@@ -43,6 +43,8 @@ AUDIT_JSON = "audit.json"
 
 @dataclass(frozen=True)
 class AuditConfig:
+    """The audit's settings: ``robench audit``'s options, or a recipe's ``[audit]`` table resolved."""
+
     eps_grid: tuple[float, ...] = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
     eps_mode: str = "relative"
     eps_check: float | None = None     # None: the largest ε of the grid
@@ -62,16 +64,33 @@ class AuditConfig:
         return float(self.eps_check if self.eps_check is not None else max(self.eps_grid))
 
     def validate(self) -> None:
-        """Check every setting before any work; raises :class:`RobenchError` naming the first bad one."""
+        """Check every setting before any work; raises :class:`RobenchError` naming the first bad one.
+
+        Seeds follow every command's rule (an integer in 0..2^63-1), counts are integers in 1..2^63-1,
+        and every ε is a finite number (the grid's >= 0, the checking and large ε > 0).
+        """
         check_eps_mode(self.eps_mode)
+        inf = float("inf")
+        finite = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and -inf < v < inf  # noqa: E731
+        if not self.eps_grid or not all(finite(e) and e >= 0 for e in self.eps_grid):
+            raise RobenchError(f"audit: --eps-grid values must be finite and >= 0, got {list(self.eps_grid)}")
+        for flag, value in (("--eps-check", self.eps_check), ("large_eps", self.large_eps)):
+            if value is not None and not (finite(value) and value > 0):
+                raise RobenchError(f"audit: {flag} must be a finite number > 0, got {value!r}")
         if self.check_eps <= 0:
             raise RobenchError("the audit needs a positive checking eps: give --eps-check or a grid with eps > 0")
-        for name in ("steps", "strong_steps", "strong_restarts", "apgd_steps", "square_queries", "transfer_steps",
-                     "batch_size"):
-            if getattr(self, name) < 1:
-                raise RobenchError(f"audit: {name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.n_samples is not None and self.n_samples < 1:
-            raise RobenchError(f"audit: --n-samples must be at least 1, got {self.n_samples}")
+        counts = [(name, getattr(self, name)) for name in ("steps", "strong_steps", "strong_restarts", "apgd_steps",
+                                                           "square_queries", "transfer_steps", "batch_size")]
+        counts += [("n_samples", self.n_samples)] if self.n_samples is not None else []
+        for name, value in counts:
+            flag = "--" + name.replace("_", "-")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise RobenchError(f"audit: {flag} must be an integer, got {value!r}")
+            if not 1 <= value <= 2**63 - 1:
+                raise RobenchError(f"audit: {flag} must be " + ("at least 1" if value < 1 else "at most 2^63-1") +
+                                   f", got {value}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= 2**63 - 1:
+            raise RobenchError(f"--seed must be an integer in 0..2^63-1, got {self.seed!r}")
 
 
 def find_transfer_source(checkpoint: str | Path, meta: dict) -> tuple[str | None, str]:

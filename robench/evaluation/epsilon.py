@@ -15,6 +15,8 @@ import torch
 from robench.errors import RobenchError
 
 EPS_MODES = ("relative", "absolute")
+MAX_GRID = 10_000
+"""The most ε values a grid may hold: every ε is a CSV row per checkpoint and attack."""
 
 
 def check_eps_mode(mode: str) -> str:
@@ -35,7 +37,10 @@ def parse_eps_grid(text: str) -> list[float]:
             start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
             if num < 1:
                 raise ValueError
-            values = [float(v) for v in np.linspace(start, stop, num)]
+            if num > MAX_GRID:
+                raise RobenchError(f"--eps-grid {text!r} asks for {num} values; at most {MAX_GRID} are allowed")
+            with np.errstate(all="ignore"):  # an infinite end or span gives inf/nan values, refused below
+                values = [float(v) for v in np.linspace(start, stop, num)]
         else:
             values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -43,6 +48,8 @@ def parse_eps_grid(text: str) -> list[float]:
                            f"or start:stop:num (0:0.1:11)") from None
     if not values:
         raise RobenchError("--eps-grid is empty")
+    if len(values) > MAX_GRID:
+        raise RobenchError(f"--eps-grid holds {len(values)} values; at most {MAX_GRID} are allowed")
     bad = [v for v in values if not math.isfinite(v) or v < 0]
     if bad:
         raise RobenchError(f"--eps-grid values must be finite and >= 0, got {bad[0]}")

@@ -7,6 +7,7 @@ attack step's settings against the attack. See ``recipes/README.md`` for every k
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -18,8 +19,9 @@ from robench.evaluation.epsilon import EPS_MODES, parse_eps_grid
 from robench.evaluation.latent import LatentSpec
 from robench.evaluation.sweep import SWEEPS
 from robench.losses import LOSSES
-from robench.models import MODELS
+from robench.models import MODELS, model_options
 from robench.pipeline.recipe import MODES, AttackStep, AuditStep, Recipe, ReportStep, TrainingSpec
+from robench.training.config import INT_MAX, SEED_RULE, hyper_problem, is_seed
 
 
 class _Context:
@@ -42,7 +44,11 @@ class _Context:
         return None
 
     def fail(self, table: str, key: str, message: str, index: int = 0) -> RobenchError:
-        line = self.line_of(table, key, index)
+        """The error for ``table.key``, at its line, or at the line of the key holding an inline table."""
+        line, outer, inner = self.line_of(table, key, index), table, key
+        while line is None and outer:  # `loss_hyper = {gccs = {mu = 1}}`: the line of loss_hyper
+            outer, _, inner = outer.rpartition(".")
+            line = self.line_of(outer, inner, index if outer else 0)
         where = f"{self.path}" + (f", line {line}" if line else "")
         dotted = f"{table}.{key}" if table else key
         return RobenchError(f"{where}: {dotted}: {message}")
@@ -62,9 +68,18 @@ def _get(ctx, table, data, key, kind, default, index=0, check=None, message=""):
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
         raise ctx.fail(table, key, f"expected {names}, got {value!r}", index)
+    if isinstance(value, int) and value > INT_MAX:
+        raise ctx.fail(table, key, f"must be at most 2^63-1, got {value}", index)
     if check is not None and not check(value):
-        raise ctx.fail(table, key, message or f"bad value {value!r}", index)
+        raise ctx.fail(table, key, f"{message}, got {value!r}" if message else f"bad value {value!r}", index)
     return float(value) if float in kinds else value
+
+
+def _table(ctx, table, key, value, what="a table"):
+    """``value`` when it is a TOML table, else an error at ``table.key``."""
+    if not isinstance(value, dict):
+        raise ctx.fail(table, key, f"expected {what}, got {value!r}")
+    return value
 
 
 def _names(ctx, table, data, key, registry, default=None, index=0) -> tuple[str, ...]:
@@ -94,7 +109,13 @@ def _eps(ctx, table, data, index) -> tuple[float, ...]:
 
 
 def _positive(v) -> bool:
-    return v > 0
+    """A finite number > 0."""
+    return 0 < v < math.inf
+
+
+def _non_negative(v) -> bool:
+    """A finite number >= 0."""
+    return 0 <= v < math.inf
 
 
 def _train(ctx: _Context, data: dict) -> TrainingSpec:
@@ -108,35 +129,45 @@ def _train(ctx: _Context, data: dict) -> TrainingSpec:
     if "finetune" in modes and ("ce" not in losses or "regular" not in modes):
         raise ctx.fail(t, "modes", "finetune continues the regular ce run: add \"ce\" to losses and \"regular\" to modes")
     seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if not isinstance(seeds, list) or not seeds:
         raise ctx.fail(t, "seeds", f"expected a non-empty list of integers, got {seeds!r}")
+    for seed in seeds:
+        if not is_seed(seed):
+            raise ctx.fail(t, "seeds", f"{SEED_RULE}, got {seed!r}")
     hyper, grid = data.get("loss_hyper", {}), data.get("hyper_grid", {})
     for key, table in (("loss_hyper", hyper), ("hyper_grid", grid)):
-        if not isinstance(table, dict):
-            raise ctx.fail(t, key, "expected a table of losses")
-        for loss, values in table.items():
+        for loss, values in _table(ctx, t, key, table, "a table of losses").items():
             if loss not in losses:
                 raise ctx.fail(f"{t}.{key}", loss, f"{loss!r} is not among train.losses")
             known = LOSSES.get(loss).hyper
-            for name, value in values.items():
+            for name, value in _table(ctx, f"{t}.{key}", loss, values, "a table of hyper-parameters").items():
+                where = (f"{t}.{key}.{loss}", name)
                 if name not in known:
-                    raise ctx.fail(f"{t}.{key}.{loss}", name, f"loss {loss!r} takes: {', '.join(known) or 'none'}")
+                    raise ctx.fail(*where, f"loss {loss!r} takes: {', '.join(known) or 'none'}")
                 if key == "hyper_grid" and (not isinstance(value, list) or not value):
-                    raise ctx.fail(f"{t}.{key}.{loss}", name, f"expected a non-empty list, got {value!r}")
-    for key in ("dataset_options", "model_options"):
-        if not isinstance(data.get(key, {}), dict):
-            raise ctx.fail(t, key, "expected a table")
+                    raise ctx.fail(*where, f"expected a non-empty list, got {value!r}")
+                for v in value if key == "hyper_grid" else [value]:
+                    problem = hyper_problem(loss, name, v)
+                    if problem is not None:
+                        raise ctx.fail(*where, problem)
+    _table(ctx, t, "dataset_options", data.get("dataset_options", {}))
+    models = _names(ctx, t, data, "models", MODELS)
+    for option in _table(ctx, t, "model_options", data.get("model_options", {})):
+        for model in (m for m in models if option not in model_options(m)):  # every run builds every model
+            raise ctx.fail(t, "model_options", f"model {model!r} takes no option {option!r}; it takes: "
+                                               f"{', '.join(sorted(model_options(model))) or 'none'}")
     sub = lambda key: _get(ctx, t, data, key, int, None, check=_positive, message="must be a positive integer")  # noqa: E731
     return TrainingSpec(
-        datasets=_names(ctx, t, data, "datasets", DATASETS), models=_names(ctx, t, data, "models", MODELS),
+        datasets=_names(ctx, t, data, "datasets", DATASETS), models=models,
         losses=losses, modes=modes, seeds=tuple(seeds),
         epochs=_get(ctx, t, data, "epochs", int, 10, check=_positive, message="must be at least 1"),
         finetune_epochs=_get(ctx, t, data, "finetune_epochs", int, 5, check=_positive, message="must be at least 1"),
         batch_size=_get(ctx, t, data, "batch_size", int, 128, check=_positive, message="must be at least 1"),
-        lr=_get(ctx, t, data, "lr", (int, float), 0.01, check=_positive, message="must be positive"),
-        momentum=_get(ctx, t, data, "momentum", (int, float), 0.9, check=lambda v: v >= 0, message="must be >= 0"),
-        weight_decay=_get(ctx, t, data, "weight_decay", (int, float), 1e-3, check=lambda v: v >= 0,
-                          message="must be >= 0"),
+        lr=_get(ctx, t, data, "lr", (int, float), 0.01, check=_positive, message="must be a finite number > 0"),
+        momentum=_get(ctx, t, data, "momentum", (int, float), 0.9, check=_non_negative,
+                      message="must be a finite number >= 0"),
+        weight_decay=_get(ctx, t, data, "weight_decay", (int, float), 1e-3, check=_non_negative,
+                          message="must be a finite number >= 0"),
         train_subset=sub("train_subset"), test_subset=sub("test_subset"),
         dataset_options=dict(data.get("dataset_options", {})), model_options=dict(data.get("model_options", {})),
         loss_hyper={k: dict(v) for k, v in hyper.items()},
@@ -167,12 +198,14 @@ def _attack(ctx: _Context, data: dict, index: int, datasets: tuple[str, ...]) ->
         attack=name, eps=_eps(ctx, t, data, index), backends=backends,
         eps_mode=choice("eps_mode", EPS_MODES, "relative"),
         steps=_get(ctx, t, data, "steps", int, None, index, **positive_int),
-        step_size=_get(ctx, t, data, "step_size", (int, float), None, index, check=_positive, message="must be positive"),
+        step_size=_get(ctx, t, data, "step_size", (int, float), None, index, check=_positive,
+                       message="must be a finite number > 0"),
         restarts=_get(ctx, t, data, "restarts", int, None, index, **positive_int),
         attack_loss=choice("attack_loss", ATTACK_LOSSES, None),
         n_samples=_get(ctx, t, data, "n_samples", int, None, index, **positive_int),
         batch_size=_get(ctx, t, data, "batch_size", int, 128, index, **positive_int),
-        seed=_get(ctx, t, data, "seed", int, 0, index, check=lambda v: v >= 0, message="must be >= 0"), sweep=choice("sweep", SWEEPS, "cumulative"),
+        seed=_get(ctx, t, data, "seed", int, 0, index, check=is_seed, message=SEED_RULE),
+        sweep=choice("sweep", SWEEPS, "cumulative"),
         datasets=None if "datasets" not in data else only)
     for backend in backends:  # the attack must take every setting given
         try:
@@ -188,17 +221,19 @@ def _latent(ctx: _Context, data: dict) -> LatentSpec:
     t = "latent"
     _check_keys(ctx, t, data, {f.name for f in LatentSpec.__dataclass_fields__.values()})
     classes = data.get("classes", [0, 1, 9])
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, int) and c >= 0 for c in classes):
+    if not isinstance(classes, list) or not classes or \
+            not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= INT_MAX for c in classes):
         raise ctx.fail(t, "classes", f"expected a non-empty list of class indices, got {classes!r}")
     attack = _get(ctx, t, data, "attack", str, "tgsm", check=lambda v: v in ATTACKS,
                   message=f"choose one of: {', '.join(ATTACKS.names())}")
-    return LatentSpec(attack=attack, eps=_get(ctx, t, data, "eps", (int, float), 0.05, check=lambda v: v >= 0,
-                                              message="must be >= 0"),
+    return LatentSpec(attack=attack, eps=_get(ctx, t, data, "eps", (int, float), 0.05, check=_non_negative,
+                                              message="must be a finite number >= 0"),
                       eps_mode=_get(ctx, t, data, "eps_mode", str, "relative", check=lambda v: v in EPS_MODES,
                                     message=f"choose one of: {', '.join(EPS_MODES)}"),
                       classes=tuple(classes),
-                      n_samples=_get(ctx, t, data, "n_samples", int, 300, check=_positive, message="must be positive"),
-                      seed=_get(ctx, t, data, "seed", int, 0))
+                      n_samples=_get(ctx, t, data, "n_samples", int, 300, check=_positive,
+                                     message="must be a positive integer"),
+                      seed=_get(ctx, t, data, "seed", int, 0, check=is_seed, message=SEED_RULE))
 
 
 def _audit(ctx: _Context, data: dict, train: TrainingSpec) -> AuditStep:
@@ -218,8 +253,9 @@ def _audit(ctx: _Context, data: dict, train: TrainingSpec) -> AuditStep:
         eps=_eps(ctx, t, data, 0) if "eps" in data else None,
         eps_mode=_get(ctx, t, data, "eps_mode", str, None, check=lambda v: v in EPS_MODES,
                       message=f"choose one of: {', '.join(EPS_MODES)}"),
-        eps_check=_get(ctx, t, data, "eps_check", (int, float), None, check=_positive, message="must be positive"),
-        n_samples=_get(ctx, t, data, "n_samples", int, None, **positive), seed=_get(ctx, t, data, "seed", int, None),
+        eps_check=_get(ctx, t, data, "eps_check", (int, float), None, check=_positive, message="must be a finite number > 0"),
+        n_samples=_get(ctx, t, data, "n_samples", int, None, **positive),
+        seed=_get(ctx, t, data, "seed", int, None, check=is_seed, message=SEED_RULE),
         **counts, **subsets)
 
 
@@ -241,12 +277,14 @@ def load_recipe(path: str | Path) -> Recipe:
                                  "report"})
     name = _get(ctx, "", data, "name", str, path.stem, check=lambda v: re.fullmatch(r"[A-Za-z0-9][\w.-]*", v),
                 message="use letters, digits, '-', '_' and '.' (it names results/<name>/)")
-    if "train" not in data or not isinstance(data["train"], dict):
+    if "train" not in data:
         raise ctx.fail("", "train", "a [train] table is required")
-    train = _train(ctx, data["train"])
+    train = _train(ctx, _table(ctx, "", "train", data["train"], "a [train] table"))
     attacks = data.get("attack", [])
-    if not isinstance(attacks, list):
-        raise ctx.fail("", "attack", "write attacks as [[attack]] tables")
+    if not isinstance(attacks, list) or not all(isinstance(a, dict) for a in attacks):
+        raise ctx.fail("", "attack", f"write attacks as [[attack]] tables, got {attacks!r}")
+    for key in ("latent", "audit", "report"):
+        _table(ctx, "", key, data.get(key, {}), f"a [{key}] table")
     report = data.get("report", {})
     _check_keys(ctx, "report", report, {"compare_paper"})
     return Recipe(

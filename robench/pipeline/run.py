@@ -14,6 +14,8 @@ from robench.pipeline.local_executor import execute_plan
 from robench.pipeline.plan import build_plan, describe_plan
 from robench.pipeline.ray_executor import RayOptions, execute_plan_ray
 from robench.pipeline.recipe_toml import load_recipe
+from robench.training.config import check_count
+from robench.training.run_dir import check_directory_target
 
 EXECUTORS = ("local", "ray")
 
@@ -26,10 +28,11 @@ def check_executor(executor: str, options: RayOptions | None) -> None:
         return
     if executor == "local" and options != RayOptions():
         raise RobenchError("--address, --cpus-per-task and --ray-cpus apply to --executor ray only")
-    if options.cpus_per_task < 1:
-        raise RobenchError(f"--cpus-per-task must be at least 1, got {options.cpus_per_task}")
+    check_count(options.cpus_per_task, "--cpus-per-task")
     if options.num_cpus is not None and (options.num_cpus < 1 or options.address is not None):
         raise RobenchError("--ray-cpus sizes the local Ray instance: give a positive number and no --address")
+    if options.num_cpus is not None:
+        check_count(options.num_cpus, "--ray-cpus")
 
 
 def run_recipe(path: str | Path, *, results_root: str | Path = "results", runs_root: str | Path = "runs",
@@ -41,7 +44,11 @@ def run_recipe(path: str | Path, *, results_root: str | Path = "results", runs_r
     (:mod:`robench.pipeline.ray_executor`, configured by ``ray_options``).
     """
     check_executor(executor, ray_options)
-    plan = build_plan(load_recipe(path), results_root, runs_root)
+    recipe = load_recipe(path)
+    for flag, root in (("--results", Path(results_root)), ("--runs", Path(runs_root))):
+        for target in (root, root / recipe.name):  # before planning reads or writes anything
+            check_directory_target(target, flag)
+    plan = build_plan(recipe, results_root, runs_root)
     text = describe_plan(plan)
     if dry_run:
         return text

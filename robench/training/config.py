@@ -2,7 +2,8 @@
 
 The resolved config is recorded in run.json as ``config``; :func:`finished_metadata` says
 whether a run directory already holds a finished run of exactly this config (so recipes and
-``robench quickstart`` reuse it instead of retraining).
+``robench quickstart`` reuse it instead of retraining). :func:`check_seed`, :func:`check_count`
+and :func:`hyper_problem` are the value rules recipes apply too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,67 @@ from robench.errors import RobenchError
 from robench.losses import LOSSES
 from robench.models import MODELS
 from robench.models.checkpoints import METADATA, read_metadata
+
+INT_MAX = 2**63 - 1
+"""The largest count or seed robench takes (int64, what torch and numpy can hold)."""
+SEED_RANGE = (0, INT_MAX)
+"""Every command's valid seeds, inclusive: the same rule as ``SweepSpec.validate``."""
+SEED_RULE = "must be an integer in 0..2^63-1"
+
+
+def is_seed(value: object) -> bool:
+    """Whether ``value`` is a valid seed: an int (not a bool) in :data:`SEED_RANGE`."""
+    return isinstance(value, int) and not isinstance(value, bool) and SEED_RANGE[0] <= value <= SEED_RANGE[1]
+
+
+def check_seed(seed: object, flag: str = "--seed") -> int:
+    """``seed`` if :func:`is_seed`, else a :class:`RobenchError` naming ``flag`` and the valid range."""
+    if not is_seed(seed):
+        raise RobenchError(f"{flag} {SEED_RULE}, got {seed!r}")
+    return seed
+
+
+def check_count(value: object, flag: str, minimum: int = 1, why: str = "") -> int:
+    """``value`` if it is an int (not a bool) in ``minimum``..2^63-1, else a :class:`RobenchError` naming ``flag``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RobenchError(f"{flag} must be an integer, got {value!r}")
+    if value < minimum:
+        raise RobenchError(f"{flag} must be at least {minimum}{why}, got {value}")
+    if value > INT_MAX:
+        raise RobenchError(f"{flag} must be at most 2^63-1, got {value}")
+    return value
+
+
+def is_number(value: object) -> bool:
+    """An int or float (not a bool) that is finite as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+def hyper_problem(loss: str, name: str, value: object) -> str | None:
+    """Why ``value`` cannot be hyper-parameter ``name`` of ``loss`` (one of its own), or None when it can.
+
+    The value must have the type of the loss's default (``LOSSES.get(loss).hyper``): a finite
+    number where the default is a float (an int will do), an integer where it is an int, a string
+    where it is a string; a bool is never a number.
+    """
+    default = LOSSES.get(loss).hyper[name]
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, float):
+        ok, want = is_number(value), "a finite number"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and -INT_MAX - 1 <= value <= INT_MAX
+        want = "an integer in -2^63..2^63-1"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str), "a string"
+    else:
+        return None
+    return None if ok else f"expected {want}, got {value!r}"
 
 
 @dataclass(frozen=True)
@@ -43,31 +105,62 @@ class TrainConfig:
     init: str | None = None
 
     def validate(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, got {self.lr}"),
-            (self.momentum >= 0, f"--momentum must be >= 0, got {self.momentum}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (self.grad_clip is None or self.grad_clip >= 0, f"--grad-clip must be >= 0, got {self.grad_clip}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise RobenchError(message)
+        """Check every setting before any work; raises :class:`RobenchError` naming the first bad one."""
+        check_count(self.epochs, "--epochs")
+        check_count(self.batch_size, "--batch-size")
+        if self.samples_per_class is not None:
+            check_count(self.samples_per_class, "--samples-per-class", 2,
+                        " (GCCS needs two rows of a class in a batch)")
+        for flag, value in (("--train-subset", self.train_subset), ("--test-subset", self.test_subset)):
+            if value is not None:
+                check_count(value, flag)
+        check_seed(self.seed)
+        numbers = [("--lr", self.lr, "a positive number", lambda v: v > 0),
+                   ("--momentum", self.momentum, "a finite number >= 0", lambda v: v >= 0),
+                   ("--weight-decay", self.weight_decay, "a finite number >= 0", lambda v: v >= 0)]
+        if self.grad_clip is not None:
+            numbers.append(("--grad-clip", self.grad_clip, "a finite number >= 0 (0: no clipping)", lambda v: v >= 0))
+        for flag, value, rule, ok in numbers:
+            if not (is_number(value) and ok(value)):
+                raise RobenchError(f"{flag} must be {rule}, got {value!r}")
+        for flag, value in (("--dataset-option", self.dataset_options), ("--model-option", self.model_options),
+                            ("loss_hyper", self.loss_hyper)):
+            if not isinstance(value, dict):
+                raise RobenchError(f"{flag}: expected a mapping of names to values, got {value!r}")
+        if not self.out:
+            raise RobenchError("--out must name a run directory, got ''")
         DATASETS.get(self.dataset)
         MODELS.get(self.model)
         LOSSES.get(self.loss)
+        known = LOSSES.get(self.loss).hyper
+        for name, value in self.loss_hyper.items():
+            if name not in known:
+                raise RobenchError(f"loss {self.loss!r} has no hyper-parameter {name!r}; it takes: "
+                                   f"{', '.join(known) or 'none'}")
+            problem = hyper_problem(self.loss, name, value)
+            if problem is not None:
+                raise RobenchError(f"loss {self.loss!r}, hyper-parameter {name}: {problem}")
 
     def resolved_grad_clip(self) -> float | None:
+        """The gradient-norm clip in effect: the loss's default when ``grad_clip`` is None; None for no clipping."""
         clip = LOSSES.get(self.loss).grad_clip if self.grad_clip is None else self.grad_clip
         return clip or None
 
 
+def config_diffs(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every key of the config ``new`` whose value differs in ``old``.
+
+    ``out`` is left out: the run being compared is the one found in ``out``, wherever it was first
+    written (``runs/a``, ``./runs/a``, or a directory since moved or copied).
+    """
+    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if k != "out" and old.get(k) != new[k]]
+
+
 def finished_metadata(config: TrainConfig) -> dict | None:
     """run.json of a finished run of exactly ``config`` in ``config.out``, else None."""
-    if not (Path(config.out) / METADATA).exists():
+    if not (Path(config.out) / METADATA).is_file():
         return None
     meta = read_metadata(config.out)
-    if meta.get("status") == "finished" and meta.get("config") == dataclasses.asdict(config):
+    if meta.get("status") == "finished" and not config_diffs(meta.get("config") or {}, dataclasses.asdict(config)):
         return meta
     return None

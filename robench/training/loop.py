@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 
 from robench.allocator import tune_cpu_allocator
 from robench.data import DataSplits, load_dataset
@@ -30,13 +31,13 @@ from robench.errors import RobenchError
 from robench.files import file_sha256
 from robench.losses import LOSSES, build_loss
 from robench.models.checkpoints import WEIGHTS, build_from_metadata, check_compatible, load_checkpoint
-from robench.progress import EpochProgress
+from robench.progress import EpochProgress, console
 from robench.training.accuracy import accuracy
 from robench.training.batches import epoch_batches
 from robench.training.config import TrainConfig
 from robench.training.distributed import Processes, session
 from robench.training.gradient_stats import gradient_statistics, statistics_subset
-from robench.training.run_dir import check_output_dir, initial_metadata, restore, write_epoch
+from robench.training.run_dir import check_output_dir, initial_metadata, restore, thread_warning, write_epoch
 
 
 def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
@@ -45,6 +46,7 @@ def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` (shuffling, dropout), in 0..2^63-1, so a resumed run redraws the same."""
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
 
@@ -54,7 +56,8 @@ def train(config: TrainConfig, *, device: str = "auto", data_dir: str | None = N
     """Train per ``config`` into ``config.out``; returns the final run.json metadata.
 
     ``data`` may pass already-loaded splits (must be the ones ``config`` names). Started by
-    torchrun, every process calls this and gets rank 0's metadata back.
+    torchrun, every process calls this and gets rank 0's metadata back. With ``resume``, a run
+    already finished with exactly ``config`` is returned as it is, without training.
     """
     with session(device) as procs:
         return _train(config, procs, data_dir=data_dir, download=download, resume=resume, force=force,
@@ -67,7 +70,9 @@ def _train(config: TrainConfig, procs: Processes, *, data_dir: str | None, downl
     config.validate()
     procs.check_batch_size(config.batch_size)
     out = Path(config.out)
-    previous = check_output_dir(out, resume, force)
+    previous = check_output_dir(out, resume, force, config)
+    if previous is not None and previous.get("status") == "finished":
+        return procs.from_main(previous)  # --resume of a run already finished with this config: nothing to do
     dev = procs.device
     data = data or load_dataset(config.dataset, data_dir=data_dir, download=download,
                                 train_subset=config.train_subset, test_subset=config.test_subset,
@@ -90,6 +95,9 @@ def _train(config: TrainConfig, procs: Processes, *, data_dir: str | None, downl
     start_epoch = 0
     if previous is not None:
         start_epoch = restore(previous, meta, model, optimizer, out)
+        warning = thread_warning(previous, dev) if start_epoch else None  # from epoch 0, nothing to match
+        if warning and procs.is_main:
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     net = procs.wrap(model)  # DDP for several processes; `model` stays the plain module
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
     steps_per_epoch = len(procs.shard(epoch_batches(data.y_train, config.batch_size, config.samples_per_class,

@@ -18,29 +18,70 @@ from robench.errors import RobenchError
 from robench.files import atomic_write_json, atomic_write_text, file_sha256, load_tensors, save_tensors
 from robench.models.checkpoints import METADATA, TRAIN_STATE, WEIGHTS, load_weights, read_metadata
 from robench.provenance import environment, utc_now
-from robench.training.config import TrainConfig
+from robench.training.config import TrainConfig, config_diffs
 
 TRAIN_LOG = "train_log.csv"
 
 
-def check_output_dir(out: Path, resume: bool, force: bool) -> dict | None:
-    """Decide what to do with an existing ``out``; returns its metadata when resuming."""
-    if not out.exists() or force or (out.is_dir() and not any(out.iterdir())):
+def check_directory_target(path: Path, flag: str) -> None:
+    """Refuse ``path`` as a directory to write when it, or the nearest of its parents that exists, is not a
+    directory (a :class:`RobenchError` naming ``flag``); nothing is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RobenchError(f"{flag} {path} exists and is not a directory")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RobenchError(f"{flag} {path}: {parent} is not a directory")
+            return
+
+
+def check_output_dir(out: Path, resume: bool, force: bool, config: TrainConfig) -> dict | None:
+    """Decide what to do with an existing ``out``; returns its metadata when resuming.
+
+    With ``resume``, a run finished with exactly ``config`` is returned as it is (status ``finished``):
+    the caller trains nothing. Without it, or with another config, a finished run is an error unless
+    ``force``. ``out`` that is a file is refused even with ``force``.
+    """
+    check_directory_target(out, "--out")
+    if not out.exists() or force or not any(out.iterdir()):
         return None
-    if not out.is_dir():
-        raise RobenchError(f"--out {out} exists and is not a directory")
-    if not (out / METADATA).exists():
+    if not (out / METADATA).is_file():
         raise RobenchError(f"--out {out} is a non-empty directory without a robench run; choose a new --out "
                            f"or pass --force to write into it")
     meta = read_metadata(out)
     status = meta.get("status")
     if status == "finished":
+        diffs = config_diffs(meta.get("config") or {}, dataclasses.asdict(config))
+        if resume and not diffs:
+            return meta
+        other = f" of another command ({'; '.join(diffs)})" if resume else ""
         raise RobenchError(f"{out} holds a finished run ({meta.get('epochs_done')} epochs, test accuracy "
-                           f"{meta.get('test_accuracy', float('nan')):.4f}); choose a new --out or pass --force to retrain")
+                           f"{accuracy_text(meta)}){other}; choose a new --out or pass --force to retrain")
     if not resume:
         raise RobenchError(f"{out} holds an unfinished run ({meta.get('epochs_done', 0)} of "
-                           f"{meta['config']['epochs']} epochs); add --resume to continue or --force to start over")
+                           f"{(meta.get('config') or {}).get('epochs', '?')} epochs); add --resume to continue or "
+                           f"--force to start over")
     return meta
+
+
+def accuracy_text(meta: dict) -> str:
+    """A run's final test accuracy to 4 decimals, or ``n/a`` when run.json has none."""
+    acc = meta.get("test_accuracy")
+    return f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"
+
+
+def thread_warning(previous: dict, device: torch.device) -> str | None:
+    """Why resuming ``previous`` on ``device`` with today's torch thread count breaks bit-identity, or None.
+
+    On CPU, reductions split work by thread, so another thread count changes float rounding.
+    """
+    started = (previous.get("environment") or {}).get("torch_threads")
+    now = torch.get_num_threads()
+    if device.type != "cpu" or not isinstance(started, int) or started == now:
+        return None
+    return (f"resuming with {now} torch threads; its last session ran with {started} — on CPU the weights will "
+            f"not be bit-identical to an uninterrupted run")
 
 
 def initial_metadata(config: TrainConfig, data: DataSplits, dev: torch.device, world_size: int = 1) -> dict:
@@ -84,11 +125,16 @@ def initial_metadata(config: TrainConfig, data: DataSplits, dev: torch.device, w
 
 def restore(previous: dict, meta: dict, model, optimizer, out: Path) -> int:
     """Load weights, momentum and history of an unfinished run; its config must equal ours."""
-    old, new = previous["config"], meta["config"]
-    diffs = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+    diffs = config_diffs(previous.get("config") or {}, meta["config"])
     if diffs:
         raise RobenchError(f"--resume {out}: the command differs from the run's: " + "; ".join(diffs))
-    done = int(previous["epochs_done"])
+    kept = ("history", "epochs_done", "test_accuracy", "best_test_accuracy", "wall_time_s", "started_at", "training",
+            "parent")
+    missing = [k for k in kept if k not in previous]
+    if missing or not isinstance(previous["epochs_done"], int):
+        raise RobenchError(f"{out}/run.json lacks {', '.join(missing) or 'an integer epochs_done'}: it cannot be "
+                           f"resumed; pass --force to start over")
+    done = previous["epochs_done"]
     if done == 0:
         return 0
     state = load_tensors(out / TRAIN_STATE)
@@ -98,8 +144,7 @@ def restore(previous: dict, meta: dict, model, optimizer, out: Path) -> int:
     for name, param in model.named_parameters():
         if f"momentum.{name}" in state:
             optimizer.state[param]["momentum_buffer"] = state[f"momentum.{name}"].to(param.device)
-    for key in ("history", "epochs_done", "test_accuracy", "best_test_accuracy", "wall_time_s", "started_at",
-                "training", "parent"):
+    for key in kept:
         meta[key] = previous[key]
     meta["resumed_at_epoch"] = previous.get("resumed_at_epoch", []) + [done]
     return done
