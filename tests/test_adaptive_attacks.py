@@ -116,7 +116,7 @@ def test_pgd_restarts_attack_only_still_robust_images(easy):
     assert accuracy(model, more, y) <= accuracy(model, one, y)
 
 
-# --- ART only: apgd and square -----------------------------------------------------------------------------------
+# --- ART versions of apgd and square -----------------------------------------------------------------------------------
 
 ADAPTIVE = [("apgd", {"loss": "ce"}), ("apgd", {"loss": "dlr"}), ("square", {"steps": 200})]
 
@@ -158,19 +158,19 @@ def test_apgd_dlr_class_count(easy):
         build_attack("apgd", "art", loss="dlr", steps=5)(nn.Sequential(nn.Flatten(), nn.Linear(36, 2)), x, y % 2, eps)
 
 
-def test_art_only_settings_and_errors():
-    assert [default_backend(n) for n in ("apgd", "square", "pgd", "tgsm", "jsma", "transfer")] == \
-        ["art", "art", "native", "native", "native", "native"]
-    assert attack_backends("pgd") == ("native", "art")
-    assert ATTACKS.backends("apgd") == ATTACKS.backends("square") == ("art",) and "native" in ATTACKS.backends("pgd")
+def test_art_versions_settings_and_errors():
+    assert [default_backend(n) for n in ("apgd", "square", "pgd", "tgsm", "jsma", "transfer", "apgd-t", "fab")] == \
+        ["native"] * 8
+    assert attack_backends("pgd") == attack_backends("apgd") == attack_backends("square") == ("native", "art")
+    assert ATTACKS.backends("apgd-t") == ATTACKS.backends("fab") == ("native",)
     assert build_attack("apgd", "art").settings() == {"steps": 100, "step_size": 2.0, "restarts": 1,
                                                       "attack_loss": "ce", "source": None, "source_sha256": None}
     assert build_attack("square", "art").settings() == {"steps": 1000, "step_size": None, "restarts": 1,
                                                                    "attack_loss": "margin", "source": None,
                                                         "source_sha256": None}
-    for name in ("apgd", "square"):
-        with pytest.raises(RobenchError, match=f"^{name} runs through ART only: use --backend art$"):
-            build_attack(name, "native")
+    for name in ("apgd-t", "fab"):
+        with pytest.raises(RobenchError, match=f"^{name} runs natively only"):
+            build_attack(name, "art")
     with pytest.raises(RobenchError, match=r"^square \(art\) does not take --attack-loss; it takes: --steps"):
         build_attack("square", "art", loss="ce")
     with pytest.raises(RobenchError, match="apgd takes attack loss ce or dlr, not 'margin'"):

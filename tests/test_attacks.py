@@ -59,7 +59,7 @@ def run(name, backend, model, x, y, eps, source=None, **settings):
 def test_cases_cover_every_attack_and_backend():
     assert {name for name, _ in CASES} == set(ATTACKS.names())
     assert {backend for _, backend in CASES} == set(BACKENDS)
-    assert ("apgd", "art") in CASES and ("apgd", "native") not in CASES
+    assert ("apgd", "art") in CASES and ("apgd", "native") in CASES and ("apgd-t", "art") not in CASES
     assert ("transfer", "native") in CASES and ("transfer", "art") not in CASES
 
 

@@ -1,13 +1,15 @@
 """Attacks by name and backend: native batched implementations (one per file) and ART adapters.
 
 Every attack registers itself in :data:`ATTACKS` under ``(name, backend)`` beside its code
-(:mod:`~robench.attacks.registry`). Most attacks run on both backends; ``apgd`` and ``square``
-run through ART only, ``transfer`` natively only. :func:`attack_backends` says which,
-:func:`default_backend` picks one, :func:`build_attack` builds one and refuses settings it
-does not take.
+(:mod:`~robench.attacks.registry`). Native: ``pgd``, ``tgsm``, ``jsma`` (the paper's), ``apgd``,
+``apgd-t``, ``fab``, ``square`` (AutoAttack's parts) and ``transfer``; ``pgd``, ``tgsm``, ``jsma``,
+``apgd`` and ``square`` also run through ART as cross-checks (``art.py``, ``art_adaptive.py``).
+:func:`attack_backends` says which, :func:`default_backend` picks one (native where there is one),
+:func:`build_attack` builds one and refuses settings it does not take.
 """
 
-from robench.attacks import art, art_adaptive, jsma, pgd, tgsm, transfer  # noqa: F401  (register the attacks)
+from robench.attacks import (apgd, apgd_t, art, art_adaptive, fab, jsma, pgd, square,  # noqa: F401  (register)
+                             tgsm, transfer)
 from robench.attacks.art_adaptive import ArtAPGD, ArtSquare
 from robench.attacks.base import ATTACK_LOSSES, Attack, attack_objective, project, target_labels
 from robench.attacks.jsma import JSMA

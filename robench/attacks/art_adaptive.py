@@ -1,4 +1,4 @@
-"""Attacks that run through ART only: ``apgd`` and ``square``, both L∞ and untargeted.
+"""ART's versions of ``apgd`` and ``square`` (both L∞ and untargeted), as cross-checks of the native ones.
 
 * ``apgd`` → ``AutoProjectedGradientDescent`` (Croce & Hein 2020, APGD of AutoAttack): sign
   steps whose size starts at η = ``step_size``·ε (default 2, i.e. 2ε as in AutoAttack) and is
@@ -35,7 +35,7 @@ APGD_LOSSES = {"ce": "cross_entropy", "dlr": "difference_logits_ratio"}  # ours 
 SQUARE_P_INIT = 0.8
 
 
-@ATTACKS.register("apgd", "art", "Auto-PGD, L-inf, untargeted (Croce & Hein 2020), CE or DLR loss; ART only")
+@ATTACKS.register("apgd", "art")
 class ArtAPGD(ArtAttack):
     name, targeted = "apgd", False
 
@@ -71,7 +71,7 @@ class ArtAPGD(ArtAttack):
         return out
 
 
-@ATTACKS.register("square", "art", "Square Attack, L-inf, untargeted (Andriushchenko et al. 2020), score-based; ART only")
+@ATTACKS.register("square", "art")
 class ArtSquare(ArtAttack):
     name, targeted = "square", False
 

@@ -4,7 +4,7 @@ Each attack class registers itself beside its code, ``@ATTACKS.register("pgd", "
 for robench's own implementation and ``@ATTACKS.register("pgd", "art")`` for the ART adapter of
 the same attack; exactly one registration of a name carries its description. A name's backends
 are listed native first, so :func:`default_backend` is ``native`` wherever robench has its own
-implementation (``apgd`` and ``square`` run through ART only, ``transfer`` natively only).
+implementation (every attack has one; some also run through ART).
 
 :func:`build_attack` validates what it is given: an unknown name, backend or setting is a
 :class:`RobenchError`, never silently dropped; a setting passed as None means the attack's default.
@@ -22,7 +22,7 @@ from robench.registry import Entry, check_name, unknown_name_message
 BACKENDS = ("native", "art")
 
 SETTING_FLAGS = {"steps": "--steps", "step_size": "--step-size", "restarts": "--restarts", "loss": "--attack-loss",
-                 "source": "--transfer-from", "random_start": "random_start", "batch_size": "batch_size"}
+                 "source": "--transfer-from", "norm": "--norm"}
 """How the command line spells each setting, for error messages."""
 
 
@@ -103,7 +103,7 @@ def attack_backends(name: str) -> tuple[str, ...]:
 
 
 def default_backend(name: str) -> str:
-    """``native`` where robench implements the attack itself, else ``art`` (``apgd``, ``square``)."""
+    """``native`` where robench implements the attack itself, else ``art``."""
     return attack_backends(name)[0]
 
 

@@ -15,15 +15,17 @@ def attack(
     checkpoint: Annotated[list[Path], typer.Option(help="Run directory to attack (repeatable).")],
     out: Annotated[Path, typer.Option(help="CSV to append rows to (created if missing; existing rows are kept).")],
     attack_names: Annotated[list[str], typer.Option(
-        "--attack", help="pgd, tgsm, jsma; apgd, square (through ART); transfer (repeatable or comma-separated; "
-                         "robench list attacks).")] = ["pgd"],
+        "--attack", help="pgd, tgsm, jsma (the paper's); apgd, apgd-t, fab, square (AutoAttack's parts); transfer "
+                         "(repeatable or comma-separated; robench list attacks).")] = ["pgd"],
     eps_grid: Annotated[str, typer.Option(help="ε values: 0,0.01,0.02 or start:stop:num (inclusive).")] = "0,0.01,0.02,0.05,0.1",
     eps_mode: Annotated[str, typer.Option(help="relative: ||n||∞ <= ε·||x||∞ per image (the paper's); absolute: ||n||∞ <= ε.")]
     = "relative",
     backend: Annotated[Optional[list[str]], typer.Option(
-        help="native or art (repeatable or comma-separated; default: native, art for apgd and square).")] = None,
+        help="native or art (repeatable or comma-separated; default: native; art runs ART's pgd, tgsm, jsma, "
+             "apgd, square as cross-checks).")] = None,
     steps: Annotated[Optional[int], typer.Option(
-        help="Iterations (default: pgd 5, tgsm 5, jsma 200, apgd 100, square 1000 queries, transfer 20).")] = None,
+        help="Iterations (default: pgd 5, tgsm 5, jsma 200, apgd/apgd-t/fab 100, square 5000 queries (ART's 1000), "
+             "transfer 20).")] = None,
     step_size: Annotated[Optional[float], typer.Option(
         help="Step as a fraction of ε (default: pgd 2.5/steps, tgsm 1/steps).")] = None,
     restarts: Annotated[Optional[int], typer.Option(
