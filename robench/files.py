@@ -75,3 +75,16 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise RobenchError(f"cannot read {path}: {exc}") from None
+
+
+def check_directory_target(path: Path, flag: str) -> None:
+    """Refuse ``path`` as a directory to write when it, or the nearest of its parents that exists, is not a
+    directory (a :class:`RobenchError` naming ``flag``); nothing is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RobenchError(f"{flag} {path} exists and is not a directory")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RobenchError(f"{flag} {path}: {parent} is not a directory")
+            return

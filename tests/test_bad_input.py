@@ -113,14 +113,21 @@ TRAIN_CASES = [
     (_train("--model-option", "hidden=abc"), "option 'hidden' must be a positive integer"),
     (_train("--model-option", "width=abc"), "unknown option 'width'"),
     (_train("--model-option", "=3"), "--model-option expects key=value"),
-    (_train("--dataset-option", "num_classes=abc"), "num_classes must be an integer >= 2, got 'abc'"),
-    (_train("--dataset-option", "num_classes=1"), "num_classes must be an integer >= 2, got 1"),
+    (_train("--dataset-option", "num_classes=abc"), "num_classes must be an integer in 2..1000, got 'abc'"),
+    (_train("--dataset-option", "num_classes=1"), "num_classes must be an integer in 2..1000, got 1"),
     (_train("--dataset", ""), "unknown dataset ''"),
     (_train("--model", ""), "unknown model ''"),
     (_train(loss=""), "unknown loss ''"),
     (_train("--init", "{tmp}/afile"), "not found"),
     (["train", "--dataset", "digits", "--model", "resnet18", "--model-option", "width=abc", "--loss", "ce",
       "--out", "{tmp}/run", "--device", "cpu", "--quiet"], "option 'width' must be a number"),
+    (["train", "--dataset", "synthetic", "--dataset-option", "image_size=100000000", "--model", "small-cnn",
+      "--loss", "ce", "--out", "{tmp}/run", "--device", "cpu", "--quiet"], "image_size must be an integer in 1..1024"),
+    (["train", "--dataset", "synthetic", "--dataset-option", "n_train=1000000", "--dataset-option", "image_size=512",
+      "--model", "small-cnn", "--loss", "ce", "--out", "{tmp}/run", "--device", "cpu", "--quiet"],
+     "more than 10^9 pixel values"),
+    (_train("--mu", "0", loss="gccs"), "mu must be positive"),
+    (_train("--jacobian-projections", "1000000000", loss="jacobian"), "jacobian projections must be a whole number"),
 ]
 
 ATTACK = ["attack", "--checkpoint", "{tmp}/ck", "--out", "{tmp}/attacks.csv", "--n-samples", "8", "--device", "cpu",
@@ -135,6 +142,11 @@ ATTACK_CASES = [
     ([*ATTACK, "--eps-grid", "0:1:100000000000"], "at most 10000 are allowed"),
     ([*ATTACK, "--eps-grid", "0:inf:3"], "values must be finite and >= 0"),
     ([*ATTACK, "--eps-grid", "0,1e400"], "values must be finite and >= 0, got inf"),
+    ([*ATTACK, "--batch-size", HUGE], "--batch-size must be at most 2^63-1"),
+    ([*ATTACK, "--backend", ""], "--backend is empty"),
+    ([*ATTACK, "--attack", ""], "give at least one attack"),
+    ([*ATTACK, "--attack", "jsma", "--steps", HUGE], "jsma: --steps must be at most 2^63-1"),
+    (["report", "{tmp}/afile"], "is not a directory"),
 ]
 
 AUDIT = ["audit", "{tmp}/ck", "--n-samples", "8", "--device", "cpu", "--quiet"]
@@ -270,3 +282,32 @@ def test_resume_with_another_thread_count_warns_and_continues(tmp_path, monkeypa
                         "will not be bit-identical to an uninterrupted run")
     assert len(lines) == 2 and "2 epochs" in lines[1]
     assert json.loads(meta_path.read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
+    (["train", "--seed", "1.5"], "Invalid value for '--seed'"),
+    (["list", "foo"], "'foo' is not one of 'datasets'"),
+    (["attack"], "Missing option '--checkpoint'"),
+    (["--no-such-flag"], "No such option: --no-such-flag"),
+])
+def test_usage_errors_of_the_console_script_are_one_line(args, fragment, capsys):
+    """What Click reports in a multi-line box, the ``robench`` script reports as one ``error:`` line, exit 2."""
+    from robench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if line.strip()]
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0]
+    assert "Value error" not in lines[0]
+
+
+def test_the_console_script_prints_help_alone_and_its_version(capsys):
+    from robench.cli import main
+    from robench.version import __version__
+
+    for args, expected in (([], "Usage: robench"), (["--version"], f"robench {__version__}")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 0 and expected in capsys.readouterr().out

@@ -43,6 +43,7 @@ from torch import nn
 from robench.attacks.base import (Attack, attack_objective, check_dlr_classes, check_settings, num_classes_of,
                                    per_image, project, target_labels)
 from robench.attacks.registry import ATTACKS
+from robench.checks import check_count
 from robench.errors import RobenchError
 
 
@@ -198,8 +199,7 @@ class ArtJSMA(ArtAttack):
     name, targeted = "jsma", True
 
     def __init__(self, steps: int = 200, batch_size: int | None = None):
-        if steps < 1:
-            raise RobenchError(f"jsma: --steps must be at least 1, got {steps}")
+        check_count(steps, "jsma: --steps")
         super().__init__(batch_size)
         self.steps = steps
 

@@ -21,10 +21,10 @@ from abc import ABC, abstractmethod
 import torch
 import torch.nn.functional as F
 
+from robench.checks import check_count
 from robench.errors import RobenchError
 
 ATTACK_LOSSES = ("ce", "margin", "dlr")
-MAX_COUNT = 2**63 - 1  # steps and restarts: what torch and numpy can hold
 SETTING_DEFAULTS = {"steps": None, "step_size": None, "restarts": 1, "attack_loss": None, "source": None,
                     "source_sha256": None}
 
@@ -147,11 +147,7 @@ def check_settings(name: str, steps: int, step_size: float | None, restarts: int
     """Refuse settings no attack can run: ``steps`` and ``restarts`` integers in 1..2^63-1, ``step_size``
     (a fraction of ε) a finite number > 0 or None (the attack's default), ``loss`` one of :data:`ATTACK_LOSSES`."""
     for flag, value in (("--steps", steps), ("--restarts", restarts)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RobenchError(f"{name}: {flag} must be an integer, got {value!r}")
-        if not 1 <= value <= MAX_COUNT:
-            raise RobenchError(f"{name}: {flag} must be " + ("at least 1" if value < 1 else "at most 2^63-1") +
-                               f", got {value}")
+        check_count(value, f"{name}: {flag}")
     if step_size is not None and (isinstance(step_size, bool) or not isinstance(step_size, (int, float))
                                   or not 0 < step_size < math.inf):
         raise RobenchError(f"{name}: --step-size must be a finite number > 0 (a fraction of eps), got {step_size!r}")

@@ -22,7 +22,7 @@ import torch
 from robench.attacks.base import Attack, num_classes_of, target_labels
 from robench.attacks.prepare import prepare_for_input_gradients, to_memory_format
 from robench.attacks.registry import ATTACKS
-from robench.errors import RobenchError
+from robench.checks import check_count
 
 COMPACT_EVERY = 10  # iterations between shrinking the working set to the images still active
 
@@ -50,8 +50,7 @@ class JSMA(Attack):
     targeted = True
 
     def __init__(self, steps: int = 200):
-        if steps < 1:
-            raise RobenchError(f"jsma: --steps must be at least 1, got {steps}")
+        check_count(steps, "jsma: --steps")
         self.steps = steps
 
     def settings(self) -> dict:

@@ -9,13 +9,24 @@ Bad input raises :class:`RobenchError`, printed as one red line with exit code 2
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
+
+from robench.cli.options import fail
+from robench.errors import RobenchError
+from robench.progress import console
+from robench.version import __version__
 
 from robench.cli.attack import attack
 from robench.cli.audit import audit
 from robench.cli.listing import list_
 from robench.cli.run import report, run
 from robench.cli.train import inspect, quickstart, train
+
+USAGE_ERROR = typer.BadParameter.__mro__[1]
+"""Click's ``UsageError``, from whichever click this Typer uses (its own copy since Typer 0.22)."""
 
 app = typer.Typer(
     name="robench",
@@ -26,10 +37,40 @@ app = typer.Typer(
     "Start with `robench quickstart`, then `robench train --help` and `robench attack --help`.",
 )
 
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"robench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                                  help="Print robench's version and exit.")] = False) -> None:
+    """Train classifiers with robust losses (GCCS and baselines) and benchmark them honestly under attack."""
+
+
 app.command("list")(list_)
 for command in (train, attack, inspect, quickstart, run, report, audit):
     app.command()(command)
 
 
-def main() -> None:
-    app()
+def main(args: list[str] | None = None) -> None:
+    """The console script: the app, with command-line usage errors as one ``error:`` line (exit 2).
+
+    Click reports a bad option value or a missing option in a multi-line box; robench reports every
+    bad input as one line, like the errors the commands raise themselves.
+    """
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="robench", standalone_mode=False)
+    except USAGE_ERROR as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `robench` alone: the help
+            typer.echo(exc.ctx.get_help())
+            sys.exit(0)
+        path = exc.ctx.command_path.partition(" ")[2] if exc.ctx else ""
+        message = " ".join(exc.format_message().replace("Value error, ", "").split())
+        fail(RobenchError(f"{message} (see robench {path + ' ' if path else ''}--help)"), exit=True)
+    except (typer.Abort, KeyboardInterrupt):
+        console.print("[yellow]interrupted[/yellow]")
+        code = 130
+    sys.exit(code or 0)

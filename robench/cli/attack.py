@@ -62,6 +62,8 @@ def attack(
     from robench.evaluation.sweep import SweepSpec, run_sweep
 
     try:
+        if backend is not None and not split_values(backend):
+            raise RobenchError("--backend is empty; give native or art (or leave it out for each attack's default)")
         spec = SweepSpec(
             checkpoints=tuple(str(c) for c in checkpoint), attacks=tuple(split_values(attack_names)),
             backends=tuple(split_values(backend)) or None, eps_grid=tuple(parse_eps_grid(eps_grid)), out=str(out),

@@ -76,7 +76,7 @@ def audit(
     """
     from robench.evaluation.audit import AUDIT_JSON, AuditConfig, run_audit
     from robench.evaluation.epsilon import parse_eps_grid
-    from robench.training.run_dir import check_directory_target
+    from robench.files import check_directory_target
 
     try:
         cfg = AuditConfig(eps_grid=tuple(parse_eps_grid(eps_grid)), eps_mode=eps_mode, eps_check=eps_check,

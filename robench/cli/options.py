@@ -7,6 +7,7 @@ Like weasel's ``cli/main.py``: command modules import from here, never from each
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, NoReturn
 
 import typer
@@ -20,9 +21,11 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars 
 DataDirOpt = "Dataset directory (default: $ROBENCH_DATA or ~/.cache/robench/data)."
 
 
-def fail(exc: RobenchError) -> NoReturn:
-    """Print ``exc`` as one red ``error:`` line and exit with code 2."""
+def fail(exc: RobenchError, exit: bool = False) -> NoReturn:
+    """Print ``exc`` as one red ``error:`` line and exit with code 2 (``typer.Exit``, or ``sys.exit`` outside a command)."""
     console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)  # '.[ray]' is no markup
+    if exit:
+        sys.exit(2)
     raise typer.Exit(code=2)
 
 

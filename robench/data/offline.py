@@ -38,10 +38,17 @@ def load_digits(data_dir: Path, download: bool, options: dict) -> RawSplits:
 SYNTHETIC_DEFAULTS = {"num_classes": 10, "channels": 1, "image_size": 8, "n_train": 512, "n_test": 256, "data_seed": 0}
 
 
+SYNTHETIC_LIMITS = {"num_classes": 1000, "channels": 64, "n_train": 1_000_000, "n_test": 1_000_000,
+                    "data_seed": 2**32 - 1, "image_size": 1024}
+"""Upper bounds of the synthetic options: generated data must fit in memory (at most about 10^9 values)."""
+
+
 def synthetic_int_option(options: dict, key: str, minimum: int) -> int:
+    """An integer option of ``synthetic`` in ``minimum``..its limit (:data:`SYNTHETIC_LIMITS`)."""
     value = options.get(key, SYNTHETIC_DEFAULTS[key])
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RobenchError(f"synthetic option {key} must be an integer >= {minimum}, got {value!r}")
+    top = SYNTHETIC_LIMITS[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= top:
+        raise RobenchError(f"synthetic option {key} must be an integer in {minimum}..{top}, got {value!r}")
     return value
 
 
@@ -58,8 +65,11 @@ def load_synthetic(data_dir: Path, download: bool, options: dict) -> RawSplits:
     seed = synthetic_int_option(options, "data_seed", 0)
     size = options.get("image_size", 8)
     hw = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (list, tuple)) else ()
-    if len(hw) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in hw):
-        raise RobenchError(f"synthetic option image_size must be a positive integer or [H, W], got {size!r}")
+    if len(hw) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 1024 for s in hw):
+        raise RobenchError(f"synthetic option image_size must be an integer in 1..1024 or [H, W] of them, got {size!r}")
+    if (n_train + n_test) * c * hw[0] * hw[1] > 10**9:
+        raise RobenchError("synthetic options ask for more than 10^9 pixel values; make n_train, n_test, channels or "
+                           "image_size smaller")
     rng = np.random.default_rng(seed)
     prototypes = rng.uniform(0.2, 0.8, size=(k, c, *hw))
 

@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from robench.checks import check_count, check_seed
 from robench.devices import resolve_device
 from robench.errors import RobenchError
 from robench.evaluation import audit_checks as checks
@@ -83,14 +84,8 @@ class AuditConfig:
                                                            "square_queries", "transfer_steps", "batch_size")]
         counts += [("n_samples", self.n_samples)] if self.n_samples is not None else []
         for name, value in counts:
-            flag = "--" + name.replace("_", "-")
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise RobenchError(f"audit: {flag} must be an integer, got {value!r}")
-            if not 1 <= value <= 2**63 - 1:
-                raise RobenchError(f"audit: {flag} must be " + ("at least 1" if value < 1 else "at most 2^63-1") +
-                                   f", got {value}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= 2**63 - 1:
-            raise RobenchError(f"--seed must be an integer in 0..2^63-1, got {self.seed!r}")
+            check_count(value, "audit: --" + name.replace("_", "-"))
+        check_seed(self.seed)
 
 
 def find_transfer_source(checkpoint: str | Path, meta: dict) -> tuple[str | None, str]:

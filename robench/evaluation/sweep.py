@@ -29,6 +29,7 @@ import torch
 
 from robench.allocator import tune_cpu_allocator
 from robench.attacks import Attack, build_attack, default_backend, target_labels
+from robench.checks import check_count, check_seed
 from robench.data import load_dataset, stratified_subset
 from robench.devices import resolve_device
 from robench.errors import RobenchError
@@ -94,12 +95,10 @@ class SweepSpec:
             raise RobenchError(f"unknown --sweep {self.sweep!r}; choose one of: {', '.join(SWEEPS)}")
         if not self.eps_grid or any(not math.isfinite(e) or e < 0 for e in self.eps_grid):
             raise RobenchError(f"the eps grid must hold finite values >= 0, got {list(self.eps_grid)}")
-        if self.batch_size < 1:
-            raise RobenchError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not 0 <= self.seed < 2**63:
-            raise RobenchError(f"--seed must be an integer in 0..2^63-1, got {self.seed}")
-        if self.n_samples is not None and self.n_samples < 1:
-            raise RobenchError(f"--n-samples must be at least 1, got {self.n_samples}")
+        check_count(self.batch_size, "--batch-size")
+        check_seed(self.seed)
+        if self.n_samples is not None:
+            check_count(self.n_samples, "--n-samples")
         self.build_attacks()
 
 

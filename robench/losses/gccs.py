@@ -73,8 +73,10 @@ class GCCSLoss(LatentLoss):
         super().__init__()
         if covariance not in ("full", "diag"):
             raise RobenchError(f"covariance must be 'full' or 'diag', got {covariance!r}")
-        if sigma <= 0:
+        if not sigma > 0:
             raise RobenchError(f"sigma must be positive, got {sigma}")
+        if not mu > 0:
+            raise RobenchError(f"mu must be positive (the distance of the class targets mu*e_i), got {mu}")
         if jitter < 0:
             raise RobenchError(f"jitter must be >= 0, got {jitter}")
         self.num_classes = num_classes

@@ -32,6 +32,7 @@ from robench.losses.base import LatentLoss, register_loss
 from robench.losses.input_gradients import (ce_input_gradient, class_basis, forward_with_vjp, random_unit_projections,
                                             sum_squares)
 
+MAX_PROJECTIONS = 4096  # each projection is one backward pass over the batch; more is never cheaper than exact
 SQRT_EPS = 1e-12  # inside the square root of ‖J‖_F, so that its gradient stays finite at J = 0
 
 
@@ -76,8 +77,8 @@ class JacobianLoss(_PenalisedCrossEntropy):
 
     def __init__(self, num_classes: int, reg_weight: float = 0.03, projections: int = 0):
         super().__init__(num_classes, reg_weight)
-        if projections < 0 or int(projections) != projections:
-            raise RobenchError(f"jacobian projections must be a whole number >= 0, got {projections}")
+        if projections < 0 or int(projections) != projections or projections > MAX_PROJECTIONS:
+            raise RobenchError(f"jacobian projections must be a whole number in 0..{MAX_PROJECTIONS}, got {projections}")
         self.projections = int(projections)
 
     def penalty(self, z, y, vjps):

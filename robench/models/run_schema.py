@@ -8,9 +8,9 @@ needs (``input_shape = [1, 100000, 100000]`` is refused, not allocated).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+from robench.checks import is_number
 from robench.errors import RobenchError
 
 MAX_CHANNELS = 64
@@ -25,10 +25,6 @@ OPTIONAL = {"dataset_options": dict, "model_options": dict, "loss_hyper": dict, 
 
 def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: object) -> bool:
-    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
 def validate_run_metadata(meta: object, path: Path) -> dict:

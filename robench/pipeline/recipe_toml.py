@@ -21,7 +21,8 @@ from robench.evaluation.sweep import SWEEPS
 from robench.losses import LOSSES
 from robench.models import MODELS, model_options
 from robench.pipeline.recipe import MODES, AttackStep, AuditStep, Recipe, ReportStep, TrainingSpec
-from robench.training.config import INT_MAX, SEED_RULE, hyper_problem, is_seed
+from robench.checks import INT_MAX, SEED_RULE, is_seed
+from robench.training.config import hyper_problem
 
 
 class _Context:

@@ -14,8 +14,8 @@ from robench.pipeline.local_executor import execute_plan
 from robench.pipeline.plan import build_plan, describe_plan
 from robench.pipeline.ray_executor import RayOptions, execute_plan_ray
 from robench.pipeline.recipe_toml import load_recipe
-from robench.training.config import check_count
-from robench.training.run_dir import check_directory_target
+from robench.checks import check_count
+from robench.files import check_directory_target
 
 EXECUTORS = ("local", "ray")
 

@@ -151,7 +151,7 @@ def load_results(results_dir: str | Path) -> Results:
     """Read a results directory; a :class:`RobenchError` if it is missing or holds no run.json."""
     root = Path(results_dir)
     if not root.is_dir():
-        raise RobenchError(f"results directory {root} does not exist")
+        raise RobenchError(f"results directory {root} " + ("is not a directory" if root.exists() else "does not exist"))
     manifest = read_json_object(root / "manifest.json") if (root / "manifest.json").exists() else {}
     runs, skipped = load_runs(root)
     if not runs and not skipped:

@@ -15,25 +15,12 @@ import torch
 
 from robench.data import DataSplits
 from robench.errors import RobenchError
-from robench.files import atomic_write_json, atomic_write_text, file_sha256, load_tensors, save_tensors
+from robench.files import check_directory_target, atomic_write_json, atomic_write_text, file_sha256, load_tensors, save_tensors
 from robench.models.checkpoints import METADATA, TRAIN_STATE, WEIGHTS, load_weights, read_metadata
 from robench.provenance import environment, utc_now
 from robench.training.config import TrainConfig, config_diffs
 
 TRAIN_LOG = "train_log.csv"
-
-
-def check_directory_target(path: Path, flag: str) -> None:
-    """Refuse ``path`` as a directory to write when it, or the nearest of its parents that exists, is not a
-    directory (a :class:`RobenchError` naming ``flag``); nothing is created."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RobenchError(f"{flag} {path} exists and is not a directory")
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise RobenchError(f"{flag} {path}: {parent} is not a directory")
-            return
 
 
 def check_output_dir(out: Path, resume: bool, force: bool, config: TrainConfig) -> dict | None:
