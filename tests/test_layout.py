@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "robench"
 LAYERS = ["floor", "data", "models", "losses", "training", "attacks", "evaluation", "report", "pipeline", "cli", "api"]
 """Stages bottom first: a module may import from its own stage and those before it."""
-FLOOR = {"errors", "registry", "files", "provenance", "results", "devices", "progress", "allocator", "version"}
+FLOOR = {"errors", "registry", "checks", "files", "provenance", "results", "devices", "progress", "allocator",
+         "version"}
 MAX_LINES = 300
 
 
