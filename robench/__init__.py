@@ -2,7 +2,7 @@
 
 ``from robench import load_checkpoint`` is the entry point for Python use; the packages follow the
 pipeline a recipe flows through: ``data`` -> ``models`` -> ``losses`` -> ``training`` -> ``attacks``
--> ``evaluation`` -> ``report`` -> ``pipeline`` -> ``cli``, on the floor of ``errors``, ``registry``,
+-> ``evaluation`` -> ``report`` -> ``pipeline`` -> ``cli``, on the floor of ``errors``, ``checks``, ``registry``,
 ``files``, ``provenance``, ``results``, ``devices``, ``progress`` and ``allocator``.
 """
 
