@@ -18,12 +18,16 @@ from robench.files import atomic_write_text
 
 ATTACK_COLUMNS = [
     "dataset", "model", "loss", "training", "seed", "checkpoint", "attack", "backend", "attack_loss", "targeted",
-    "eps", "eps_mode", "steps", "step_size", "restarts", "sweep", "n", "n_correct", "accuracy", "target_success",
-    "seconds", "attack_seed", "robench_version", "source", "model_sha256", "images_sha256", "source_sha256",
+    "eps", "eps_mode", "norm", "steps", "step_size", "restarts", "sweep", "given", "n", "n_correct", "accuracy",
+    "target_success", "seconds", "attack_seed", "robench_version", "source", "model_sha256", "images_sha256",
+    "source_sha256",
 ]
 """Columns of an attacks CSV. ``seed`` is the checkpoint's training seed; ``attack_seed`` seeds
 the evaluated subset and the attacks' randomness. ``source``: for ``transfer`` the checkpoint the
 examples were crafted on; for ``worst`` the attacks it takes the per-image worst case over.
+``norm``: the threat model (``Linf`` or ``L2``, RobustBench's names). ``given``: empty when every
+image was attacked, else the attacks (``worst``-style labels) whose survivors alone were attacked:
+the images they had broken count as broken in this row too (an audit's expensive attacks).
 The identity columns say what a row measured: ``model_sha256`` the SHA-256 of the attacked weights,
 ``images_sha256`` that of the evaluated images and labels, ``source_sha256`` that of a transfer
 source's weights (see :data:`IDENTITY_COLUMNS`)."""
@@ -31,12 +35,19 @@ source's weights (see :data:`IDENTITY_COLUMNS`)."""
 IDENTITY_COLUMNS = ["model_sha256", "images_sha256", "source_sha256"]
 """A row is *current* only while these equal the identities of what it names; else it is stale."""
 
-LEGACY_HEADERS = (ATTACK_COLUMNS[:-4], ATTACK_COLUMNS[:-3])
-"""Headers of older robench CSVs (0.1: no ``source``; then no identity columns), read with those cells empty.
-Their rows name no model identity: they are never reused as current and reports mark them."""
+HEADER_0_1 = ["dataset", "model", "loss", "training", "seed", "checkpoint", "attack", "backend", "attack_loss",
+              "targeted", "eps", "eps_mode", "steps", "step_size", "restarts", "sweep", "n", "n_correct", "accuracy",
+              "target_success", "seconds", "attack_seed", "robench_version"]
+LEGACY_HEADERS = (HEADER_0_1, HEADER_0_1 + ["source"], HEADER_0_1 + ["source"] + IDENTITY_COLUMNS)
+"""Headers of older robench CSVs (0.1: no ``source``; then no identity columns; then no ``norm``/``given``),
+read with those cells at their defaults (:data:`COLUMN_DEFAULTS`). Rows without identity columns name no
+model: they are never reused as current and reports mark them."""
 
-SLOT_COLUMNS = ["checkpoint", "attack", "backend", "attack_loss", "eps", "eps_mode", "steps", "step_size",
-                "restarts", "sweep", "n", "attack_seed", "source"]
+COLUMN_DEFAULTS = {"norm": "Linf"}
+"""What a cell an older CSV lacks means (every other missing cell is empty)."""
+
+SLOT_COLUMNS = ["checkpoint", "attack", "backend", "attack_loss", "eps", "eps_mode", "norm", "steps", "step_size",
+                "restarts", "sweep", "given", "n", "attack_seed", "source"]
 """Columns that say where a row belongs (its *slot*): one row per slot. Whether the row in a slot is
 still current is a matter of its identity columns."""
 
@@ -57,7 +68,8 @@ def cell_text(value) -> str:
 
 
 def row_cells(row: dict) -> dict[str, str]:
-    """``row`` as the CSV's strings, one per column of :data:`ATTACK_COLUMNS` (missing ones empty)."""
+    """``row`` as the CSV's strings, one per column of :data:`ATTACK_COLUMNS` (missing ones at their defaults)."""
+    row = {**COLUMN_DEFAULTS, **row}
     return {c: row[c] if isinstance(row.get(c), str) else cell_text(row.get(c)) for c in ATTACK_COLUMNS}
 
 
@@ -65,7 +77,7 @@ def row_key(row: dict) -> tuple[str, ...]:
     """A row's slot, with numbers normalised so that 0.1 written and read back compare equal."""
     key = []
     for column in SLOT_COLUMNS:
-        value = row.get(column)
+        value = row.get(column, COLUMN_DEFAULTS.get(column))
         text = cell_text(value) if not isinstance(value, str) else value
         try:
             text = repr(float(text)) if text not in ("", "true", "false") else text
@@ -91,6 +103,9 @@ def check_cells(path: Path, line: int, row: dict[str, str]) -> None:
         except ValueError:
             raise RobenchError(f"{path} line {line}: {column} is {text!r}, not a number: the file is damaged or "
                                "not robench's; it was left as it is") from None
+    if row["norm"] not in ("Linf", "L2"):
+        raise RobenchError(f"{path} line {line}: norm is {row['norm']!r}, not Linf or L2: the file is damaged or not "
+                           "robench's; it was left as it is")
     for column in IDENTITY_COLUMNS:
         if row[column] and (len(row[column]) != 64 or any(ch not in "0123456789abcdef" for ch in row[column])):
             raise RobenchError(f"{path} line {line}: {column} is not a SHA-256: the file is damaged; it was left as it is")
@@ -127,7 +142,7 @@ def read_attack_rows(path: str | Path) -> list[dict[str, str]]:
         if len(cells) != len(header):
             raise RobenchError(f"{path} line {line} has {len(cells)} cells, the header {len(header)}: the file is "
                                "damaged; it was left as it is")
-        row = {**dict.fromkeys(ATTACK_COLUMNS, ""), **dict(zip(header, cells))}
+        row = {**dict.fromkeys(ATTACK_COLUMNS, ""), **COLUMN_DEFAULTS, **dict(zip(header, cells))}
         check_cells(path, line, row)
         rows.append(row)
     return rows

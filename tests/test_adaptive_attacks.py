@@ -164,9 +164,10 @@ def test_art_versions_settings_and_errors():
     assert attack_backends("pgd") == attack_backends("apgd") == attack_backends("square") == ("native", "art")
     assert ATTACKS.backends("apgd-t") == ATTACKS.backends("fab") == ("native",)
     assert build_attack("apgd", "art").settings() == {"steps": 100, "step_size": 2.0, "restarts": 1,
-                                                      "attack_loss": "ce", "source": None, "source_sha256": None}
+                                                      "attack_loss": "ce", "norm": "Linf", "source": None,
+                                                      "source_sha256": None}
     assert build_attack("square", "art").settings() == {"steps": 1000, "step_size": None, "restarts": 1,
-                                                                   "attack_loss": "margin", "source": None,
+                                                        "attack_loss": "margin", "norm": "Linf", "source": None,
                                                         "source_sha256": None}
     for name in ("apgd-t", "fab"):
         with pytest.raises(RobenchError, match=f"^{name} runs natively only"):
@@ -194,7 +195,8 @@ def test_transfer_to_itself_is_pgd(easy, source):
     torch.manual_seed(3)
     assert torch.equal(crafted, build_attack("pgd", "native", steps=7, restarts=2, loss="margin")(model, x, y, eps))
     assert transfer.settings() == {"steps": 7, "step_size": 2.5 / 7, "restarts": 2, "attack_loss": "margin",
-                                   "source": source, "source_sha256": file_sha256(f"{source}/model.safetensors")}
+                                   "norm": "Linf", "source": source,
+                                   "source_sha256": file_sha256(f"{source}/model.safetensors")}
     assert build_attack("transfer", source=source).settings()["steps"] == 20
 
 

@@ -217,10 +217,13 @@ def test_no_host_device_synchronisation():
 def test_settings_and_errors():
     assert default_backend("apgd") == default_backend("apgd-t") == "native"
     assert build_attack("apgd").settings() == {"steps": 100, "step_size": 2.0, "restarts": 1, "attack_loss": "ce",
-                                               "source": None, "source_sha256": None}
+                                               "norm": "Linf", "source": None,
+        "source_sha256": None}
     assert build_attack("apgd-t", steps=50, restarts=2).settings() == {
-        "steps": 50, "step_size": 2.0, "restarts": 2, "attack_loss": "dlr", "source": None, "source_sha256": None}
+        "steps": 50, "step_size": 2.0, "restarts": 2, "attack_loss": "dlr", "norm": "Linf", "source": None,
+        "source_sha256": None}
     assert build_attack("apgd", loss="margin", norm="L2", step_size=1.5).settings()["step_size"] == 1.5
+    assert build_attack("apgd", norm="L2").settings()["norm"] == "L2"
     assert not build_attack("apgd-t").targeted
     with pytest.raises(RobenchError, match="unknown norm 'L1'"):
         build_attack("apgd", norm="L1")

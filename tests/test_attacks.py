@@ -6,13 +6,14 @@ import torch
 from torch import nn
 
 from robench.attacks import ATTACKS, BACKENDS, attack_backends, attack_objective, build_attack, target_labels
+from robench.attacks.registry import accepted_settings
 from robench.data import load_dataset
 from robench.errors import RobenchError
 from robench.evaluation.epsilon import absolute_radii, parse_eps_grid
 
 D = 4
 EASY = {"num_classes": D, "image_size": 6, "n_train": 256, "n_test": 48}
-FEW_STEPS = {"jsma": 20, "apgd": 10, "square": 30, "transfer": 5}  # enough for the invariants, and fast
+FEW_STEPS = {"jsma": 20, "apgd": 10, "square": 30, "transfer": 5, "autoattack": 10}  # enough for the invariants, and fast
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,8 @@ def run(name, backend, model, x, y, eps, source=None, **settings):
     extra = {"source": source} if name == "transfer" else {}
     if backend == "art":
         extra["batch_size"] = 64
+    if name == "autoattack":
+        extra["queries"] = 100
     attack = build_attack(name, backend, **extra, **settings)
     return attack, attack(model, x, y, eps)
 
@@ -77,10 +80,31 @@ def test_adversarial_images_stay_in_box_and_ball(easy, source, name, backend, ep
 @pytest.mark.parametrize("name,backend", CASES)
 def test_settings_give_every_row_column(source, name, backend):
     settings = build_attack(name, backend, source=source if name == "transfer" else None).settings()
-    assert set(settings) == {"steps", "step_size", "restarts", "attack_loss", "source", "source_sha256"}
-    assert settings["source"] == (source if name == "transfer" else None)
+    assert set(settings) == {"steps", "step_size", "restarts", "attack_loss", "norm", "source", "source_sha256"}
+    assert settings["norm"] == "Linf"
+    assert settings["source"] == (source if name == "transfer" else
+                                  "apgd-ce -> apgd-t -> fab-t -> square-5000" if name == "autoattack" else None)
     assert (settings["source_sha256"] is not None) == (name == "transfer")
-    assert settings["attack_loss"] in ("ce", "margin", "dlr", "saliency")
+    assert settings["attack_loss"] in ("ce", "margin", "dlr", "saliency", "ensemble")
+
+
+L2_CASES = [(name, backend) for name, backend in CASES if "norm" in accepted_settings(ATTACKS.get(name, backend))]
+
+
+def test_the_l2_threat_model_is_where_robustbench_has_it():
+    assert {name for name, _ in L2_CASES} >= {"pgd", "apgd", "apgd-t", "fab", "square", "transfer"}
+
+
+@pytest.mark.parametrize("name,backend", L2_CASES)
+def test_l2_adversarial_images_stay_in_box_and_l2_ball(easy, source, name, backend):
+    model, x, y = easy
+    eps = absolute_radii(x, 0.5, "absolute", "L2")
+    attack, x_adv = run(name, backend, model, x, y, eps, steps=FEW_STEPS.get(name), source=source, norm="L2")
+    assert attack.settings()["norm"] == "L2"
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert ((x_adv - x).flatten(1).norm(dim=1) <= eps + 1e-5).all()
+    with torch.no_grad():
+        assert (model(x_adv).argmax(1) == y).float().mean() <= (model(x).argmax(1) == y).float().mean()
 
 
 @pytest.mark.parametrize("name,backend", CASES)

@@ -200,7 +200,8 @@ def test_settings_and_their_checks():
     fab = build_attack("fab")
     assert isinstance(fab, FAB) and not fab.targeted
     assert fab.settings() == {"steps": 100, "step_size": None, "restarts": 1, "attack_loss": "margin",
-                              "source": None, "source_sha256": None}
+                              "norm": "Linf", "source": None,
+        "source_sha256": None}
     assert (fab.targets, fab.norm, fab.alpha_max, fab.eta, fab.beta) == (9, "Linf", 0.1, 1.05, 0.9)
     assert build_attack("fab", steps=7, restarts=2, norm="L2").settings()["steps"] == 7
     bad = [{"norm": "L1"}, {"targets": 0}, {"targets": 2.5}, {"steps": 0}, {"restarts": 0}, {"beta": 1.5},

@@ -220,7 +220,8 @@ def test_as_strong_as_torchattacks_and_faster_than_art(easy, norm):
 
 def test_settings_and_errors():
     assert build_attack("square").settings() == {"steps": 5000, "step_size": None, "restarts": 1,
-                                                 "attack_loss": "margin", "source": None, "source_sha256": None}
+                                                 "attack_loss": "margin", "norm": "Linf", "source": None,
+        "source_sha256": None}
     assert build_attack("square", norm="L2", steps=10, restarts=3, p_init=0.5).settings()["restarts"] == 3
     with pytest.raises(RobenchError, match="square: unknown norm 'L1'"):
         build_attack("square", norm="L1")

@@ -90,13 +90,15 @@ def old_row_key_digest(row: dict) -> str:
     return hashlib.sha1("\x1f".join(key + ([row["source"]] if row["source"] else [])).encode()).hexdigest()[:20]
 
 
-@pytest.mark.parametrize("header", LEGACY_HEADERS, ids=["0.1", "with-source"])
+@pytest.mark.parametrize("header", LEGACY_HEADERS, ids=["0.1", "with-source", "with-identities"])
 def test_legacy_csv_is_taken_over_with_its_records_and_stays_unbound(swept, tmp_path, header):
     rows = [r for r in read_attack_rows(swept) if r["attack"] != WORST]
     legacy = tmp_path / "old.csv"
+    rows = [dict(r, source="") for r in rows]
     legacy.write_text(",".join(header) + "\n" + "".join(",".join(r[c] for c in header) + "\n" for r in rows))
     old = read_attack_rows(legacy)
-    assert [r["source"] for r in old] == [""] * len(rows) and not any(r["model_sha256"] for r in old)
+    assert [r["source"] for r in old] == [""] * len(rows) and {r["norm"] for r in old} == {"Linf"}
+    assert any(r["model_sha256"] for r in old) == ("model_sha256" in header)
     assert [row_key(r) for r in old] == [row_key(r) for r in rows]
     flags = torch.tensor([True, False] * 16)
     save_tensors(tmp_path / "old.per_image" / f"{old_row_key_digest(old[0])}.safetensors",

@@ -163,7 +163,8 @@ class APGD(Attack):
         self.step_size = step_size if step_size is not None else 2.0
 
     def settings(self) -> dict:
-        return {"steps": self.steps, "step_size": self.step_size, "restarts": self.restarts, "attack_loss": self.loss}
+        return {"steps": self.steps, "step_size": self.step_size, "restarts": self.restarts, "attack_loss": self.loss,
+                "norm": self.norm}
 
     def run(self, model, x, y, radius) -> APGDRun:
         """One run from a random start on images x (B, C, H, W) with radii ``radius`` (B, 1, 1, 1)."""

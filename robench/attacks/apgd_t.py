@@ -49,7 +49,8 @@ class APGDT(Attack):
         self.step_size = step_size if step_size is not None else 2.0
 
     def settings(self) -> dict:
-        return {"steps": self.steps, "step_size": self.step_size, "restarts": self.restarts, "attack_loss": "dlr"}
+        return {"steps": self.steps, "step_size": self.step_size, "restarts": self.restarts, "attack_loss": "dlr",
+                "norm": self.norm}
 
     def __call__(self, model, x, y, eps):
         with torch.no_grad():

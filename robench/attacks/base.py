@@ -8,7 +8,8 @@
 * Batched over images, device-agnostic, the model in eval mode; gradients are taken with
   respect to the input only (parameters' ``.grad`` is never computed).
 * ``settings()`` gives the columns every result row records: steps, step_size (relative to ε),
-  restarts, attack_loss, source (the checkpoint a transfer attack crafts on, else None) and
+  restarts, attack_loss, norm (``Linf`` unless the attack takes another), source (the checkpoint a
+  transfer attack crafts on, else None) and
   source_sha256 (the SHA-256 of that checkpoint's weights, so its rows go stale when it changes).
 """
 
@@ -25,8 +26,8 @@ from robench.checks import check_count
 from robench.errors import RobenchError
 
 ATTACK_LOSSES = ("ce", "margin", "dlr")
-SETTING_DEFAULTS = {"steps": None, "step_size": None, "restarts": 1, "attack_loss": None, "source": None,
-                    "source_sha256": None}
+SETTING_DEFAULTS = {"steps": None, "step_size": None, "restarts": 1, "attack_loss": None, "norm": "Linf",
+                    "source": None, "source_sha256": None}
 
 
 class Attack(ABC):

@@ -110,7 +110,8 @@ class FAB(Attack):
         self.alpha_max, self.eta, self.beta = float(alpha_max), float(eta), float(beta)
 
     def settings(self) -> dict:
-        return {"steps": self.steps, "step_size": None, "restarts": self.restarts, "attack_loss": "margin"}
+        return {"steps": self.steps, "step_size": None, "restarts": self.restarts, "attack_loss": "margin",
+                "norm": self.norm}
 
     def __call__(self, model, x, y, eps):
         x, eps = x.detach(), eps.to(device=x.device, dtype=x.dtype)

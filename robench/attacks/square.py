@@ -183,7 +183,8 @@ class Square(Attack):
         self.history: torch.Tensor | None = None
 
     def settings(self) -> dict:
-        return {"steps": self.steps, "step_size": None, "restarts": self.restarts, "attack_loss": "margin"}
+        return {"steps": self.steps, "step_size": None, "restarts": self.restarts, "attack_loss": "margin",
+                "norm": self.norm}
 
     @torch.no_grad()
     def __call__(self, model, x, y, eps):

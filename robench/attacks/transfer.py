@@ -30,10 +30,11 @@ class Transfer(Attack):
     targeted = False
 
     def __init__(self, source: str | None = None, steps: int = 20, step_size: float | None = None,
-                 restarts: int = 1, loss: str = "ce", random_start: bool = True):
+                 restarts: int = 1, loss: str = "ce", random_start: bool = True, norm: str = "Linf"):
         if source is None:
             raise RobenchError("transfer needs a source checkpoint (--transfer-from RUN_DIR)")
-        self.pgd = PGD(steps=steps, step_size=step_size, restarts=restarts, loss=loss, random_start=random_start)
+        self.pgd = PGD(steps=steps, step_size=step_size, restarts=restarts, loss=loss, random_start=random_start,
+                       norm=norm)
         self.source = source
         read_metadata(source)                                   # a missing or foreign source fails here
         weights = Path(source) / WEIGHTS

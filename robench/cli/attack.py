@@ -17,9 +17,13 @@ def attack(
     attack_names: Annotated[list[str], typer.Option(
         "--attack", help="pgd, tgsm, jsma (the paper's); apgd, apgd-t, fab, square (AutoAttack's parts); transfer "
                          "(repeatable or comma-separated; robench list attacks).")] = ["pgd"],
-    eps_grid: Annotated[str, typer.Option(help="ε values: 0,0.01,0.02 or start:stop:num (inclusive).")] = "0,0.01,0.02,0.05,0.1",
+    eps_grid: Annotated[str, typer.Option(
+        help="ε values: 0,0.01,0.02 or 0,4/255,8/255 or start:stop:num (inclusive).")] = "0,0.01,0.02,0.05,0.1",
     eps_mode: Annotated[str, typer.Option(help="relative: ||n||∞ <= ε·||x||∞ per image (the paper's); absolute: ||n||∞ <= ε.")]
     = "relative",
+    norm: Annotated[Optional[str], typer.Option(
+        help="Threat model, RobustBench's names: Linf (the default) or L2, for pgd, apgd, apgd-t, fab, square, "
+             "autoattack and transfer; tgsm and jsma stay L-inf as the paper defines them.")] = None,
     backend: Annotated[Optional[list[str]], typer.Option(
         help="native or art (repeatable or comma-separated; default: native; art runs ART's pgd, tgsm, jsma, "
              "apgd, square as cross-checks).")] = None,
@@ -67,7 +71,7 @@ def attack(
         spec = SweepSpec(
             checkpoints=tuple(str(c) for c in checkpoint), attacks=tuple(split_values(attack_names)),
             backends=tuple(split_values(backend)) or None, eps_grid=tuple(parse_eps_grid(eps_grid)), out=str(out),
-            eps_mode=eps_mode, steps=steps, step_size=step_size, restarts=restarts, attack_loss=attack_loss,
+            eps_mode=eps_mode, norm=norm, steps=steps, step_size=step_size, restarts=restarts, attack_loss=attack_loss,
             n_samples=n_samples, batch_size=batch_size, seed=seed, sweep=sweep,
             source=str(transfer_from) if transfer_from else None, trust_weights=trust_weights)
         rows = run_sweep(spec, device=device, data_dir=str(data_dir) if data_dir else None, download=download,
@@ -79,5 +83,5 @@ def attack(
     typer.echo(f"{out}: {len(rows)} new row(s){note}")
     for row in rows:
         target = f"  target success {row['target_success']:.4f}" if row["target_success"] is not None else ""
-        typer.echo(f"  {Path(row['checkpoint']).name:<28} {row['attack']:<5} {row['backend']:<6} "
+        typer.echo(f"  {Path(row['checkpoint']).name:<28} {row['attack']:<5} {row['backend']:<6} {row['norm']:<4} "
                    f"eps {row['eps']:<8g} accuracy {row['accuracy']:.4f}{target}")

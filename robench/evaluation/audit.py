@@ -208,7 +208,7 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
                checks.check_zero_gradient(fraction, zero, nonfinite, len(y)),
                checks.check_deterministic(model, x, cfg.batch_size, dev)]
 
-    group = (checkpoint, meta["model_sha256"], images, cfg.eps_mode, cfg.check_eps, len(y), str(cfg.seed))
+    group = (checkpoint, meta["model_sha256"], images, "Linf", cfg.eps_mode, cfg.check_eps, len(y), str(cfg.seed))
     worst = next((r for r in all_rows if r["attack"] == WORST and group_key(r) == group), None)
     clean = acc["pgd"].get(0.0)
     statuses = [c.status for c in results]

@@ -47,11 +47,12 @@ CREATE TABLE IF NOT EXISTS rows (
     target_hit BLOB          -- numpy.packbits of the per-image "reached the target" flags
 );
 """
+SCHEMA_VERSION = "2"  # 2: rows gained the norm and given columns (slots include them)
 LEGACY_KEY_COLUMNS = ["checkpoint", "attack", "backend", "attack_loss", "eps", "eps_mode", "steps", "step_size",
                       "restarts", "sweep", "n", "attack_seed"]
 NUMERIC_ORDER = {"eps", "steps", "step_size", "restarts", "n", "attack_seed"}
-ORDER = ["checkpoint", "attack", "backend", "attack_loss", "steps", "step_size", "restarts", "sweep", "eps_mode", "n",
-         "attack_seed", "source", "eps"]
+ORDER = ["checkpoint", "attack", "backend", "attack_loss", "norm", "steps", "step_size", "restarts", "sweep", "given",
+         "eps_mode", "n", "attack_seed", "source", "eps"]
 Record = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -103,7 +104,8 @@ class ResultStore:
         if not self.path.exists():
             return sorted((r for r in read_attack_rows(self.csv) if r["attack"] != WORST), key=canonical_order)
         with self.connect(readonly=True) as db:
-            return sorted((json.loads(c) for (c,) in db.execute("SELECT cells FROM rows")), key=canonical_order)
+            return sorted((row_cells(json.loads(c)) for (c,) in db.execute("SELECT cells FROM rows")),
+                          key=canonical_order)
 
     def items(self) -> list[tuple[dict[str, str], Record | None]]:
         """Every attack row with its per-image record (None without one), in canonical order."""
@@ -111,13 +113,17 @@ class ResultStore:
             return [(row, None) for row in self.rows()]
         with self.connect(readonly=True) as db:
             records = self.records(db)
-            rows = [json.loads(c) for (c,) in db.execute("SELECT cells FROM rows")]
-        return [(row, records.get(slot_of(row))) for row in sorted(rows, key=canonical_order)]
+            rows = [(slot, row_cells(json.loads(c))) for slot, c in db.execute("SELECT slot, cells FROM rows")]
+        return [(row, records.get(slot)) for slot, row in sorted(rows, key=lambda item: canonical_order(item[1]))]
 
     def record(self, row: dict) -> Record | None:
         """The per-image (correct, target hit) flags of the row in ``row``'s slot, or None."""
         if not self.path.exists():
             return None
+        with self.connect(readonly=True) as db:
+            current = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if current is None or current[0] != SCHEMA_VERSION:
+            self.put_many([])  # an older store: bring its slots up to date first
         with self.connect(readonly=True) as db:
             found = db.execute("SELECT n, correct, target_hit FROM rows WHERE slot = ?", (slot_of(row),)).fetchone()
         return None if found is None or found[0] is None else (unpack(found[1], found[0]), unpack(found[2], found[0]))
@@ -167,6 +173,7 @@ class ResultStore:
                 try:
                     self.check_export(db)
                     self.import_csv(db)
+                    self.upgrade(db)
                     yield db
                     text = self.export_text(db)
                     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -227,9 +234,21 @@ class ResultStore:
                         None if record is None else pack(record[0]), None if record is None else pack(record[1])))
         db.execute("INSERT INTO meta VALUES ('imported', 'yes')")
 
+    def upgrade(self, db: sqlite3.Connection) -> None:
+        """Bring an older store's rows to the current columns (defaults for new ones) and their slots."""
+        found = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if found is not None and found[0] == SCHEMA_VERSION:
+            return
+        for slot, cells, n, correct, target_hit in db.execute("SELECT * FROM rows").fetchall():
+            row = row_cells(json.loads(cells))
+            db.execute("DELETE FROM rows WHERE slot = ?", (slot,))
+            db.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?, ?)",
+                       (slot_of(row), json.dumps(row), n, correct, target_hit))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
     def export_text(self, db: sqlite3.Connection) -> str:
         """The CSV the store stands for: every row, then the worst rows, in canonical order."""
-        rows = [json.loads(c) for (c,) in db.execute("SELECT cells FROM rows")]
+        rows = [row_cells(json.loads(c)) for (c,) in db.execute("SELECT cells FROM rows")]
         records = self.records(db)
         worst = worst_rows(rows, lambda r: records[slot_of(r)][0] if slot_of(r) in records else None)
         return attack_csv_text(sorted(rows + [row_cells(w) for w in worst], key=canonical_order))

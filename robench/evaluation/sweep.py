@@ -35,6 +35,7 @@ from robench.devices import resolve_device
 from robench.errors import RobenchError
 from robench.evaluation.epsilon import absolute_radii, check_eps_mode
 from robench.evaluation.store import ResultStore, is_current, slot_of
+from robench.evaluation.worst import attack_label, group_key
 from robench.models.checkpoints import load_checkpoint
 from robench.progress import SweepProgress
 from robench.results import row_cells, row_identity
@@ -69,12 +70,15 @@ class SweepSpec:
     sweep: str = "cumulative"
     random_start: bool | None = None  # pgd and transfer: None = True
     source: str | None = None         # transfer: the checkpoint the examples are crafted on
+    norm: str | None = None           # Linf or L2 for the attacks that take one; None: Linf
+    given: tuple[str, ...] = ()       # attack only the survivors of these rows (attack labels, same CSV and ε)
     trust_weights: bool = False       # attack weights that do not match their run.json (rows name the file's hash)
 
     def attack_settings(self) -> dict:
         """The settings passed to every attack of the sweep (None: the attack's default)."""
         return {"steps": self.steps, "step_size": self.step_size, "restarts": self.restarts,
-                "loss": self.attack_loss, "random_start": self.random_start, "source": self.source}
+                "loss": self.attack_loss, "random_start": self.random_start, "source": self.source,
+                "norm": self.norm}
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every (attack, backend) the sweep runs, in order."""
@@ -99,6 +103,8 @@ class SweepSpec:
         check_seed(self.seed)
         if self.n_samples is not None:
             check_count(self.n_samples, "--n-samples")
+        if self.given and self.sweep != "independent":
+            raise RobenchError("attacking only the survivors of other attacks needs an independent sweep")
         self.build_attacks()
 
 
@@ -146,9 +152,12 @@ def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = N
                         continue
                     if spec.sweep == "cumulative" and state is None and row["eps"] != rows[0]["eps"]:
                         state = replay(spec, model, attack, x, y, targets, rows, row, dev, bar)
+                    if spec.given:  # only the images every attack of ``given`` left standing
+                        state = (given_survivors(store, row, spec.given), torch.zeros(len(y), dtype=torch.bool))
                     t0 = time.perf_counter()
                     bar.start(f"{Path(path).name} · {name}/{backend} · ε={row['eps']:g}", len(y))
-                    correct, hit = attack_images(spec, model, attack, x, y, targets, row["eps"], state, dev, bar)
+                    correct, hit = attack_images(spec, model, attack, x, y, targets, row["eps"], state, dev, bar,
+                                                 norm=row["norm"])
                     state = (correct, hit) if spec.sweep == "cumulative" else None
                     row.update(n_correct=int(correct.sum()), accuracy=int(correct.sum()) / len(y),
                                target_success=(int(hit.sum()) / len(y)) if attack.targeted else None,
@@ -192,11 +201,27 @@ def result_row(spec: SweepSpec, path, meta: dict, attack, name: str, backend: st
             "eps": float(eps), "eps_mode": spec.eps_mode, "steps": settings["steps"],
             "step_size": settings["step_size"], "restarts": settings["restarts"], "sweep": spec.sweep, "n": n,
             "attack_seed": spec.seed, "robench_version": __version__, "source": settings.get("source"),
+            "norm": settings["norm"], "given": " + ".join(spec.given),
             "model_sha256": meta["model_sha256"], "images_sha256": images,
             "source_sha256": settings.get("source_sha256")}
 
 
-def attack_images(spec, model, attack, x, y, targets, eps, state, dev, bar) -> tuple[torch.Tensor, torch.Tensor]:
+def given_survivors(store: ResultStore, row: dict, labels: tuple[str, ...]) -> torch.Tensor:
+    """The per-image AND of ``correct`` over the current rows of ``row``'s group whose attack labels are ``labels``."""
+    group = [r for r in store.rows() if group_key(r) == group_key(row) and row_identity(r)[:2] == row_identity(row)[:2]]
+    found = {attack_label(r): r for r in group}
+    missing = [label for label in labels if label not in found or store.record(found[label]) is None]
+    if missing:
+        raise RobenchError(f"cannot attack the survivors of {', '.join(missing)} at eps {row['eps']:g}: no current "
+                           f"row with a per-image record in {store.csv}")
+    survived = torch.ones(int(row["n"]), dtype=torch.bool)
+    for label in labels:
+        survived &= store.record(found[label])[0]
+    return survived
+
+
+def attack_images(spec, model, attack, x, y, targets, eps, state, dev, bar, norm: str = "Linf"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attack (x, y) at ``eps`` in batches; per-image (correct, target hit) at ``eps``; in cumulative mode only still-correct images are attacked."""
     correct = torch.zeros(len(y), dtype=torch.bool)
     hit = torch.zeros(len(y), dtype=torch.bool)
@@ -208,7 +233,7 @@ def attack_images(spec, model, attack, x, y, targets, eps, state, dev, bar) -> t
     torch.manual_seed(zlib.crc32(f"{spec.seed}:{attack.name}:{eps!r}".encode()))
     for idx in todo.split(spec.batch_size):
         xb, yb, tb = x[idx].to(dev), y[idx].to(dev), targets[idx].to(dev)
-        x_adv = attack(model, xb, yb, absolute_radii(xb, eps, spec.eps_mode)) if eps > 0 else xb
+        x_adv = attack(model, xb, yb, absolute_radii(xb, eps, spec.eps_mode, norm)) if eps > 0 else xb
         with torch.no_grad():
             pred = model(x_adv).argmax(1)
         correct[idx] = (pred == yb).cpu()
@@ -224,5 +249,5 @@ def replay(spec, model, attack, x, y, targets, rows, until, dev, bar):
         if row is until:
             return state
         bar.start(f"replaying ε={row['eps']:g} (per-image record missing)", len(y))
-        state = attack_images(spec, model, attack, x, y, targets, row["eps"], state, dev, bar)
+        state = attack_images(spec, model, attack, x, y, targets, row["eps"], state, dev, bar, norm=row["norm"])
     return state

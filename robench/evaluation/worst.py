@@ -26,14 +26,14 @@ WORST = "worst"
 def attack_label(row: dict) -> str:
     """A short name for the attack configuration of a row, e.g. ``pgd/native/ce/5x1/independent``."""
     label = f"{row['attack']}/{row['backend']}/{row['attack_loss']}/{row['steps'] or '-'}x{row['restarts'] or 1}"
-    label += f"/{row['sweep']}"
+    label += f"/{row['sweep']}" + ("/L2" if row.get("norm") == "L2" else "")
     return label + (f"<-{Path(str(row['source'])).name}" if row.get("source") else "")
 
 
 def group_key(row: dict) -> tuple:
-    """The rows a worst row combines: same checkpoint, weights, images, ε mode, ε and subset."""
-    return (row["checkpoint"], row.get("model_sha256") or "", row.get("images_sha256") or "", row["eps_mode"],
-            float(row["eps"]), int(row["n"]), str(row["attack_seed"]))
+    """The rows a worst row combines: same checkpoint, weights, images, norm, ε mode, ε and subset."""
+    return (row["checkpoint"], row.get("model_sha256") or "", row.get("images_sha256") or "",
+            row.get("norm") or "Linf", row["eps_mode"], float(row["eps"]), int(row["n"]), str(row["attack_seed"]))
 
 
 def worst_rows(rows: list[dict], record: Callable[[dict], torch.Tensor | None]) -> list[dict]:
@@ -43,8 +43,8 @@ def worst_rows(rows: list[dict], record: Callable[[dict], torch.Tensor | None]) 
         if row["attack"] != WORST:
             groups[group_key(row)].append(row)
     result = []
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], k[5], k[6], k[4])):
-        checkpoint, model_sha, images_sha, eps_mode, eps, n, attack_seed = key
+    for key in sorted(groups, key=lambda k: (k[:5], k[6], k[7], k[5])):
+        checkpoint, model_sha, images_sha, norm, eps_mode, eps, n, attack_seed = key
         survived, labels, seconds = None, [], 0.0
         for row in groups[key]:
             correct = record(row)
@@ -60,7 +60,8 @@ def worst_rows(rows: list[dict], record: Callable[[dict], torch.Tensor | None]) 
         result.append({
             **{c: first[c] for c in ("dataset", "model", "loss", "training", "seed", "checkpoint")},
             "attack": WORST, "backend": "all", "attack_loss": "all", "targeted": False, "eps": eps,
-            "eps_mode": eps_mode, "steps": None, "step_size": None, "restarts": None, "sweep": WORST, "n": n,
+            "eps_mode": eps_mode, "norm": norm, "steps": None, "step_size": None, "restarts": None, "sweep": WORST,
+            "given": None, "n": n,
             "n_correct": n_correct, "accuracy": n_correct / n, "target_success": None,
             "seconds": round(seconds, 6), "attack_seed": attack_seed, "robench_version": __version__,
             "source": " + ".join(sorted(labels)), "model_sha256": model_sha, "images_sha256": images_sha,

@@ -58,14 +58,15 @@ class PlannedSweep:
     def missing_by_checkpoint(self) -> dict[str, int]:
         """Per checkpoint, the rows of this sweep the store lacks or holds for other weights (stale), matched
         on checkpoint, attack, backend, loss, ε and sweep; the sweep itself also checks the images."""
-        have = {(r["checkpoint"], r["attack"], r["backend"], r["attack_loss"], float(r["eps"]), r["sweep"]):
+        have = {(r["checkpoint"], r["attack"], r["backend"], r["attack_loss"], r["norm"], float(r["eps"]), r["sweep"]):
                 r["model_sha256"] for r in ResultStore(self.spec.out).rows()}
-        pairs = [(backend, attack.settings()["attack_loss"]) for _, backend, attack in self.spec.build_attacks()]
+        pairs = [(backend, attack.settings()["attack_loss"], attack.settings()["norm"])
+                 for _, backend, attack in self.spec.build_attacks()]
         missing = {}
         for c in self.spec.checkpoints:
             weights = current_weights(c)
-            missing[c] = sum(weights is None or have.get((c, self.step.attack, b, loss, e, self.spec.sweep)) != weights
-                             for b, loss in pairs for e in self.spec.eps_grid)
+            missing[c] = sum(weights is None or have.get((c, self.step.attack, b, loss, norm, e, self.spec.sweep))
+                             != weights for b, loss, norm in pairs for e in self.spec.eps_grid)
         return missing
 
     def missing_rows(self) -> int:
@@ -149,7 +150,7 @@ def build_plan(recipe: Recipe, results_root: str | Path = "results", runs_root: 
             checkpoints = tuple(r.config.out for r in runs if r.config.dataset == dataset)
             sweeps.append(PlannedSweep(step, dataset, SweepSpec(
                 checkpoints=checkpoints, attacks=(step.attack,), backends=step.backends, eps_grid=step.eps,
-                out=str(results_dir / "attacks.csv"), eps_mode=step.eps_mode, steps=step.steps,
+                out=str(results_dir / "attacks.csv"), eps_mode=step.eps_mode, norm=step.norm, steps=step.steps,
                 step_size=step.step_size, restarts=step.restarts, attack_loss=step.attack_loss,
                 n_samples=step.n_samples, batch_size=step.batch_size, seed=step.seed, sweep=step.sweep)))
     return Plan(recipe, results_dir, runs_dir, runs, tuple(sweeps), _plan_audits(recipe, runs, results_dir))

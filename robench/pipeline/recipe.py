@@ -41,6 +41,7 @@ class AttackStep:
     eps: tuple[float, ...]
     backends: tuple[str, ...] = ("native",)
     eps_mode: str = "relative"
+    norm: str | None = None                     # Linf or L2 for the attacks that take one; None: Linf
     steps: int | None = None
     step_size: float | None = None
     restarts: int | None = None                 # None: the attack's default

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 from robench.attacks import ATTACK_LOSSES, ATTACKS, BACKENDS, build_attack, default_backend
+from robench.attacks.norms import NORMS
 from robench.data import DATASETS
 from robench.errors import RobenchError
 from robench.evaluation.epsilon import EPS_MODES, parse_eps_grid
@@ -197,7 +198,7 @@ def _attack(ctx: _Context, data: dict, index: int, datasets: tuple[str, ...]) ->
     positive_int = dict(check=_positive, message="must be a positive integer")
     step = AttackStep(
         attack=name, eps=_eps(ctx, t, data, index), backends=backends,
-        eps_mode=choice("eps_mode", EPS_MODES, "relative"),
+        eps_mode=choice("eps_mode", EPS_MODES, "relative"), norm=choice("norm", NORMS, None),
         steps=_get(ctx, t, data, "steps", int, None, index, **positive_int),
         step_size=_get(ctx, t, data, "step_size", (int, float), None, index, check=_positive,
                        message="must be a finite number > 0"),
@@ -211,9 +212,10 @@ def _attack(ctx: _Context, data: dict, index: int, datasets: tuple[str, ...]) ->
     for backend in backends:  # the attack must take every setting given
         try:
             build_attack(name, backend, steps=step.steps, step_size=step.step_size, restarts=step.restarts,
-                         loss=step.attack_loss)
+                         loss=step.attack_loss, norm=step.norm)
         except RobenchError as exc:
-            key = next((k for k in ("restarts", "attack_loss", "step_size", "steps", "backends") if k in data), "attack")
+            key = next((k for k in ("restarts", "attack_loss", "norm", "step_size", "steps", "backends") if k in data),
+                       "attack")
             raise ctx.fail(t, key, str(exc), index) from None
     return step
 
