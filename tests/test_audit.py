@@ -86,11 +86,27 @@ def test_transfer_source_is_found_beside_the_checkpoint_and_resume_redoes_nothin
     source, why = find_transfer_source(runs / "gccs", load_checkpoint(runs / "gccs")[1])
     assert source == str(runs / "ce"), why
     first = audit(runs, "gccs", tmp_path)
-    assert "transfer" in first["attacks_at_eps_check"] and first["transfer_source"] == str(runs / "ce")
+    assert "transfer" in {p["role"] for p in first["pruned"]} and first["transfer_source"] == str(runs / "ce")
     calls = []
     monkeypatch.setattr(sweep_module, "attack_images", lambda *a, **k: calls.append(1))
     again = audit(runs, "gccs", tmp_path)
     assert calls == [] and again["checks"] == first["checks"]
+
+
+@pytest.mark.parametrize("name", ["ce", "gccs"])
+def test_pruned_battery_gives_the_full_batterys_verdicts_on_fewer_images(runs, tmp_path, name):
+    """The expensive attacks see only the images still standing, and the seven checks judge the same."""
+    from dataclasses import replace
+
+    pruned = audit(runs, name, tmp_path / "pruned")
+    full = audit(runs, name, tmp_path / "full", cfg=replace(SMALL, prune=False))
+    assert [c["status"] for c in pruned["checks"]] == [c["status"] for c in full["checks"]]
+    assert pruned["verdict"] == full["verdict"] and pruned["worst"] == pytest.approx(full["worst"], abs=2 / 40)
+    attacked = {p["role"]: p["images_attacked"] for p in pruned["pruned"]}
+    assert all(attacked[role] <= 40 for role in attacked) and attacked["square"] < 40
+    assert all(p["images_attacked"] == 40 for p in full["pruned"])
+    df = pd.read_csv(tmp_path / "pruned" / "audit.csv")
+    assert (df[df.given.notna()].attack.isin(["pgd", "apgd", "apgd-t", "fab", "square", "transfer"])).all()
 
 
 def test_cli_prints_the_verdict_table(runs, tmp_path):

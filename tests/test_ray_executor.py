@@ -88,7 +88,7 @@ def test_ray_writes_the_local_rows_retries_a_dead_worker_and_resumes(dirs, tmp_p
     assert died.exists()  # a worker died after its rows, and Ray re-ran the job
     mine, theirs = remote / "results" / "tiny", local / "results" / "tiny"
     assert tidy(mine) == tidy(theirs)  # same rows, values and order; only seconds differ
-    assert len(tidy(mine)) == 65 and {r["attack"] for r in tidy(mine)} >= {"pgd", "tgsm", "square", "worst"}
+    assert len(tidy(mine)) == 68 and {r["attack"] for r in tidy(mine)} >= {"pgd", "tgsm", "apgd", "fab", "square", "worst"}
     assert per_image(mine) == per_image(theirs)
     assert audits(mine) == audits(theirs) and len(audits(mine)) == 3
     assert sorted(p.name for p in (mine / "latent").iterdir()) == sorted(p.name for p in (theirs / "latent").iterdir())

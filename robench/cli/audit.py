@@ -27,9 +27,12 @@ def verdict_table(report: dict):
         style = STYLE[check["status"]]
         table.add_row(str(check["id"]), check["name"], check["question"], check["measured_text"], check["threshold"],
                       f"[{style}]{check['status']}[/{style}]", check["detail"])
+    pruned = report.get("pruned", [])
     table.caption = (f"clean {pct(report['clean_accuracy'])} · paper protocol PGD-{report['config']['steps']} "
-                     f"{pct(report['protocol']['pgd'])} · worst case over {len(report['attacks_at_eps_check'])} "
-                     f"attacks {pct(report['worst'])} · verdict {report['verdict']}")
+                     f"{pct(report['protocol']['pgd'])} · worst case over "
+                     f"{len(report['attacks_at_eps_check']) + len(pruned)} attacks {pct(report['worst'])} · verdict "
+                     f"{report['verdict']}\non the images still standing: " + "; ".join(
+                         f"{p['attack']} broke {p['images_broken']} of {p['images_attacked']}" for p in pruned))
     table.caption_justify = "left"
     return table
 
@@ -54,8 +57,11 @@ def audit(
     steps: Annotated[int, typer.Option(help="Iterations of the paper-protocol PGD and TGSM.")] = 5,
     strong_steps: Annotated[int, typer.Option(help="Check 3: iterations of the strong PGD.")] = 100,
     strong_restarts: Annotated[int, typer.Option(help="Check 3: random restarts of the strong PGD.")] = 5,
-    apgd_steps: Annotated[int, typer.Option(help="Check 4: APGD iterations (ART).")] = 100,
-    square_queries: Annotated[int, typer.Option(help="Check 5: Square attack queries (ART).")] = 1000,
+    apgd_steps: Annotated[int, typer.Option(help="Checks 3-4: iterations of APGD-CE, APGD-T and FAB-T.")] = 100,
+    square_queries: Annotated[int, typer.Option(help="Check 5: Square attack queries per image.")] = 5000,
+    trust_weights: Annotated[bool, typer.Option(
+        "--trust-weights", help="Audit a model.safetensors that does not match its run.json's weights_sha256.")]
+    = False,
     transfer_from: Annotated[Optional[Path], typer.Option(
         help="Check 5: source of the transfer attack (default: the cross-entropy run of the same dataset and "
              "model beside the checkpoint, or its fine-tuning parent).")] = None,
@@ -70,7 +76,12 @@ def audit(
 ) -> None:
     """Check whether a checkpoint's robust accuracy can be trusted: adaptive attacks and gradient-masking checks.
 
-    Runs a fixed battery on a seeded test subset (paper-protocol PGD-5 over the ε grid, PGD at absolute ε = 0.5, PGD-100 with 5 restarts, margin and DLR losses, APGD-CE/DLR and Square through ART, transfer from the cross-entropy model), grades seven checks pass/warn/fail, and writes audit.json plus the battery's rows (with per-image worst-case rows) to audit.csv.
+    Runs a fixed battery on a seeded test subset and grades seven checks pass/warn/fail. Which attack
+    sees which images, AutoAttack-style: the cheap attacks (paper-protocol PGD-5 over the ε grid, PGD-5
+    at absolute ε = 0.5, TGSM-5, PGD-5 and TGSM-5 with margin and DLR losses) run on every image; then
+    PGD-100 with 5 restarts, APGD-CE, APGD-T, FAB-T, Square and the transfer attack from the
+    cross-entropy model each run only on the images every attack before them left standing. Writes
+    audit.json plus the battery's rows (with per-image worst-case rows) to audit.csv.
 
     Resumable: rows already in the CSV are kept. Exit code 0 whatever the verdict unless --strict.
     """
@@ -92,6 +103,7 @@ def audit(
             check_directory_target(csv, "--csv")  # its folders can be made
         report = run_audit(checkpoint, cfg, csv=csv or out_dir / "audit.csv", out_json=out_dir / AUDIT_JSON,
                            transfer_from=str(transfer_from) if transfer_from else None, device=device,
+                           trust_weights=trust_weights,
                            data_dir=str(data_dir) if data_dir else None, download=download, progress=not quiet)
     except RobenchError as exc:
         fail(exc)

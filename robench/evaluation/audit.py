@@ -1,20 +1,18 @@
 """``robench audit CHECKPOINT``: can this checkpoint's robust accuracy be trusted?
 
 A robustness number is only worth what the strongest reasonable attack leaves standing
-(Carlini et al. 2019). The audit runs a fixed battery of attacks on a seeded, class-stratified
-subset of the test set, all as ordinary sweep rows in an attacks CSV (so they resume, and the
-CSV's ``worst`` rows take the per-image worst case over them), then grades seven checks
-(:mod:`robench.evaluation.audit_checks`) and writes ``audit.json``. The battery, at the checking radius
-ε_c (default: the largest ε of the grid), with the paper's protocol as the reference:
+(Carlini et al. 2019). The audit runs the battery of :mod:`robench.evaluation.audit_battery` on a
+seeded, class-stratified subset of the test set — the cheap attacks on every image, the expensive
+ones (PGD-100 × 5, APGD-CE, APGD-T, FAB-T, Square, transfer) only on the images still standing, as
+AutoAttack does — all as ordinary sweep rows in an attacks CSV (so they resume, and the CSV's
+``worst`` rows take the per-image worst case over them), then grades seven checks
+(:mod:`robench.evaluation.audit_checks`) and writes ``audit.json``:
 
-* PGD-5 (CE) over the whole ε grid, independently per ε — the paper protocol (check 1);
-* PGD-5 at absolute ε = 0.5 (check 2);
-* PGD-100 with 5 restarts (check 3);
-* PGD-5 and TGSM-5 with margin and DLR losses, TGSM-5 with CE, APGD-CE and APGD-DLR through ART
-  (check 4);
-* Square (ART, black-box, 1,000 queries) and transfer: PGD-20 crafted on the cross-entropy
-  checkpoint of the same dataset and architecture (check 5);
-* the input gradient of the CE loss at clean images (check 6) and two forward passes (check 7).
+1. PGD-5's accuracy over the ε grid is monotone; 2. PGD at absolute ε = 0.5 leaves at most chance;
+3. the strong white-box attacks break few of the images every cheap attack left; 4. margin and DLR
+losses do not beat CE (PGD-5, TGSM-5; APGD-T after APGD-CE); 5. Square, then transfer, break few of
+the images every white-box attack left (AutoAttack's own flag); 6. CE input gradients are not zero;
+7. the model is deterministic.
 
 The headline robust accuracy is the ``worst`` row at ε_c; the paper-protocol PGD-5 number is
 reported beside it.
@@ -23,132 +21,54 @@ reported beside it.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from robench.checks import check_count, check_seed
 from robench.devices import resolve_device
 from robench.errors import RobenchError
 from robench.evaluation import audit_checks as checks
-from robench.evaluation.epsilon import check_eps_mode
+from robench.evaluation.audit_battery import CHEAP, STRONG, AuditConfig, Role, battery, find_transfer_source
 from robench.evaluation.store import ResultStore, is_current
 from robench.evaluation.sweep import SweepSpec, evaluation_images, images_sha256, result_row, run_sweep
-from robench.evaluation.worst import WORST, group_key
+from robench.evaluation.worst import WORST, attack_label, group_key
 from robench.files import atomic_write_json
-from robench.models.checkpoints import WEIGHTS, load_checkpoint, read_metadata
+from robench.models.checkpoints import load_checkpoint
 from robench.provenance import environment, utc_now
 from robench.results import read_attack_rows, row_identity, row_key
 
 AUDIT_JSON = "audit.json"
+__all__ = ["AUDIT_JSON", "AuditConfig", "find_transfer_source", "run_audit"]
 
 
-@dataclass(frozen=True)
-class AuditConfig:
-    """The audit's settings: ``robench audit``'s options, or a recipe's ``[audit]`` table resolved."""
-
-    eps_grid: tuple[float, ...] = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
-    eps_mode: str = "relative"
-    eps_check: float | None = None     # None: the largest ε of the grid
-    n_samples: int | None = 1000       # None or more than the test set: the whole test set
-    seed: int = 0
-    batch_size: int = 128
-    steps: int = 5                     # the paper protocol's PGD/TGSM iterations
-    strong_steps: int = 100
-    strong_restarts: int = 5
-    large_eps: float = 0.5             # absolute
-    apgd_steps: int = 100
-    square_queries: int = 1000
-    transfer_steps: int = 20
-
-    @property
-    def check_eps(self) -> float:
-        return float(self.eps_check if self.eps_check is not None else max(self.eps_grid))
-
-    def validate(self) -> None:
-        """Check every setting before any work; raises :class:`RobenchError` naming the first bad one.
-
-        Seeds follow every command's rule (an integer in 0..2^63-1), counts are integers in 1..2^63-1,
-        and every ε is a finite number (the grid's >= 0, the checking and large ε > 0).
-        """
-        check_eps_mode(self.eps_mode)
-        inf = float("inf")
-        finite = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and -inf < v < inf  # noqa: E731
-        if not self.eps_grid or not all(finite(e) and e >= 0 for e in self.eps_grid):
-            raise RobenchError(f"audit: --eps-grid values must be finite and >= 0, got {list(self.eps_grid)}")
-        for flag, value in (("--eps-check", self.eps_check), ("large_eps", self.large_eps)):
-            if value is not None and not (finite(value) and value > 0):
-                raise RobenchError(f"audit: {flag} must be a finite number > 0, got {value!r}")
-        if self.check_eps <= 0:
-            raise RobenchError("the audit needs a positive checking eps: give --eps-check or a grid with eps > 0")
-        counts = [(name, getattr(self, name)) for name in ("steps", "strong_steps", "strong_restarts", "apgd_steps",
-                                                           "square_queries", "transfer_steps", "batch_size")]
-        counts += [("n_samples", self.n_samples)] if self.n_samples is not None else []
-        for name, value in counts:
-            check_count(value, "audit: --" + name.replace("_", "-"))
-        check_seed(self.seed)
-
-
-def find_transfer_source(checkpoint: str | Path, meta: dict) -> tuple[str | None, str]:
-    """The cross-entropy run of the same dataset and model: (path or None, why)."""
-    checkpoint = Path(checkpoint)
-    if meta.get("loss") == "ce" and meta.get("training", "regular") == "regular":
-        return None, "this is the cross-entropy model itself (transfer = white-box PGD)"
-    candidates = []
-    parent = (meta.get("parent") or {}).get("path")
-    if parent and Path(parent).is_dir():
-        candidates.append(Path(parent))
-    if checkpoint.parent.is_dir():
-        candidates += sorted(p for p in checkpoint.parent.iterdir() if p.is_dir() and p != checkpoint)
-    for path in candidates:
-        try:
-            other = read_metadata(path)
-        except RobenchError:
-            continue
-        same = all(other.get(k) == meta.get(k) for k in ("dataset", "dataset_options", "model", "num_classes",
-                                                          "input_shape"))
-        if same and other.get("loss") == "ce" and other.get("training", "regular") == "regular" and \
-                other.get("seed") == meta.get("seed") and (path / WEIGHTS).is_file():
-            return str(path), f"crafted on {path}"
-    return None, "no cross-entropy checkpoint of this dataset and model found beside it; pass --transfer-from"
-
-
-def battery(cfg: AuditConfig, checkpoint: str, csv: str, n: int | None, num_classes: int,
-            source: str | None) -> dict[str, SweepSpec]:
-    """The audit's sweeps by role; roles whose attack cannot run on this model are left out."""
-    e = (cfg.check_eps,)
-    base = SweepSpec(checkpoints=(checkpoint,), attacks=("pgd",), backends=("native",), eps_grid=e, out=csv,
-                     eps_mode=cfg.eps_mode, steps=cfg.steps, n_samples=n, batch_size=cfg.batch_size, seed=cfg.seed,
-                     sweep="independent")
-    grid = tuple(sorted({0.0, *cfg.eps_grid, cfg.check_eps}))
-    specs = {"pgd": replace(base, eps_grid=grid),
-             "large-eps": replace(base, eps_grid=(cfg.large_eps,), eps_mode="absolute"),
-             "pgd-strong": replace(base, steps=cfg.strong_steps, restarts=cfg.strong_restarts),
-             "pgd-margin": replace(base, attack_loss="margin"),
-             "tgsm": replace(base, attacks=("tgsm",)),
-             "tgsm-margin": replace(base, attacks=("tgsm",), attack_loss="margin"),
-             "apgd-ce": replace(base, attacks=("apgd",), backends=("art",), steps=cfg.apgd_steps),
-             "square": replace(base, attacks=("square",), backends=("art",), steps=cfg.square_queries)}
-    if num_classes >= 3:
-        specs["pgd-dlr"] = replace(base, attack_loss="dlr")
-        specs["apgd-dlr"] = replace(base, attacks=("apgd",), backends=("art",), steps=cfg.apgd_steps,
-                                    attack_loss="dlr")
-    if num_classes >= 4:
-        specs["tgsm-dlr"] = replace(base, attacks=("tgsm",), attack_loss="dlr")
-    if source is not None:
-        specs["transfer"] = replace(base, attacks=("transfer",), steps=cfg.transfer_steps, source=source)
-    return specs
+def expected_row(spec: SweepSpec, meta: dict, n: int, images: str, eps: float) -> dict:
+    """The row ``spec`` writes at ``eps`` (without results), to find it in the CSV."""
+    ((name, backend, attack),) = spec.build_attacks()
+    return result_row(spec, spec.checkpoints[0], meta, attack, name, backend, eps, n, images)
 
 
 def accuracy_by_eps(spec: SweepSpec, meta: dict, n: int, rows: dict, images: str) -> dict[float, float]:
     """Accuracy per ε of ``spec``'s current rows in the CSV (as indexed by ``rows``: slot -> row)."""
-    ((name, backend, attack),) = spec.build_attacks()
     found = {}
     for eps in spec.eps_grid:
-        want = result_row(spec, spec.checkpoints[0], meta, attack, name, backend, eps, n, images)
+        want = expected_row(spec, meta, n, images, eps)
         row = rows.get(row_key(want))
         if row is not None and is_current(row, row_identity(want)):
             found[eps] = float(row["accuracy"])
     return found
+
+
+def run_battery(roles: list[Role], cfg: AuditConfig, meta: dict, n: int, images: str, **sweep) -> list[Role]:
+    """Run every role in order, each pruned one (with ``cfg.prune``) only on the survivors of all rows at ε_c
+    before it."""
+    before: list[str] = []
+    ran = []
+    for role in roles:
+        spec = role.spec if role.stage == CHEAP or not cfg.prune else replace(role.spec, given=tuple(before))
+        run_sweep(spec, **sweep)
+        ran.append(replace(role, spec=spec))
+        if role.name != "large-eps":  # another ε and ε mode: not in ε_c's worst case
+            before.append(attack_label(expected_row(spec, meta, n, images, cfg.check_eps)))
+    return ran
 
 
 def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_json: str | Path,
@@ -175,36 +95,37 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
     n_samples = None if cfg.n_samples is None or cfg.n_samples >= len(x_all) else cfg.n_samples
     x, y = evaluation_images(meta, replace(probe, n_samples=n_samples), data_dir, download)
     images = images_sha256(x, y)
-    specs = {role: replace(spec, trust_weights=trust_weights) for role, spec in
-             battery(cfg, checkpoint, str(csv), n_samples, meta["num_classes"], source).items()}
-    for role, spec in specs.items():
-        run_sweep(spec, device=device, data_dir=data_dir, download=download, progress=progress)
+    roles = [replace(role, spec=replace(role.spec, trust_weights=trust_weights))
+             for role in battery(cfg, checkpoint, str(csv), n_samples, meta["num_classes"], source)]
+    roles = run_battery(roles, cfg, meta, len(y), images, device=device, data_dir=data_dir, download=download,
+                        progress=progress)
     all_rows = read_attack_rows(csv)
     rows = {row_key(r): r for r in all_rows}
-    acc = {role: accuracy_by_eps(spec, meta, len(y), rows, images) for role, spec in specs.items()}
+    acc = {role.name: accuracy_by_eps(role.spec, meta, len(y), rows, images) for role in roles}
     at = {role: found.get(cfg.check_eps) for role, found in acc.items()}
-    missing = [role for role, value in at.items() if value is None and role not in ("large-eps",)]
+    missing = [role for role, value in at.items() if value is None and role != "large-eps"]
     if missing or not acc["large-eps"]:
         raise RobenchError(f"audit rows missing from {csv} after the sweep: {', '.join(missing) or 'large-eps'}")
-
-    pgd_name, strong_name = f"PGD-{cfg.steps}", f"PGD-{cfg.strong_steps} x {cfg.strong_restarts} restarts"
+    pruned = [role for role in roles if role.stage != CHEAP]
+    standing = standing_after(ResultStore(csv), roles, cfg, meta, len(y), images)
+    names = dict(zip((r.name for r in pruned), (role_name(r.name, cfg) for r in pruned)))
+    strong = [r.name for r in pruned if r.stage == STRONG]
+    pgd_name, tgsm_name = f"PGD-{cfg.steps}", f"TGSM-{cfg.steps}"
     pairs = [(pgd_name, at["pgd"], f"{pgd_name} margin", at["pgd-margin"]),
-             (f"TGSM-{cfg.steps}", at["tgsm"], f"TGSM-{cfg.steps} margin", at["tgsm-margin"])]
-    if "pgd-dlr" in at:
-        pairs += [(pgd_name, at["pgd"], f"{pgd_name} DLR", at["pgd-dlr"]),
-                  ("APGD-CE", at["apgd-ce"], "APGD-DLR", at["apgd-dlr"])]
-    if "tgsm-dlr" in at:
-        pairs.append((f"TGSM-{cfg.steps}", at["tgsm"], f"TGSM-{cfg.steps} DLR", at["tgsm-dlr"]))
-    white_name, white = min(((pgd_name, at["pgd"]), (strong_name, at["pgd-strong"])), key=lambda p: p[1])
-    black = [(f"Square-{cfg.square_queries}", at["square"])]
-    if "transfer" in at:
-        black.append((f"transfer PGD-{cfg.transfer_steps}", at["transfer"]))
+             (tgsm_name, at["tgsm"], f"{tgsm_name} margin", at["tgsm-margin"])]
+    pairs += [(pgd_name, at["pgd"], f"{pgd_name} DLR", at["pgd-dlr"])] if "pgd-dlr" in at else []
+    pairs += [(tgsm_name, at["tgsm"], f"{tgsm_name} DLR", at["tgsm-dlr"])] if "tgsm-dlr" in at else []
+    pairs += [("APGD-CE (images still standing)", standing["apgd-ce"], "APGD-T DLR after it", standing["apgd-t"])] \
+        if "apgd-t" in at else []
+    order = ["cheap", *strong] + [r.name for r in pruned if r.stage != STRONG]
+    black = [(names[role], standing[order[order.index(role) - 1]], standing[role]) for role in order[len(strong) + 1:]]
     fraction, zero, nonfinite = checks.zero_gradient_fraction(model, x, y, cfg.batch_size, dev)
     results = [checks.check_monotone(acc["pgd"]),
                checks.check_large_eps(acc["large-eps"][cfg.large_eps], meta["num_classes"], cfg.large_eps),
-               checks.check_convergence(at["pgd"], at["pgd-strong"], pgd_name, strong_name),
+               checks.check_convergence(standing["cheap"], standing[strong[-1]], "every cheap attack",
+                                        ", ".join(names[r] for r in strong)),
                checks.check_attack_loss(pairs),
-               checks.check_black_box(white_name, white, black, "" if source else f"transfer skipped: {source_note}"),
+               checks.check_black_box(black, "" if source else f"transfer skipped: {source_note}"),
                checks.check_zero_gradient(fraction, zero, nonfinite, len(y)),
                checks.check_deterministic(model, x, cfg.batch_size, dev)]
 
@@ -217,9 +138,13 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
         "checkpoint": checkpoint, **{k: meta.get(k) for k in ("dataset", "model", "loss", "training", "seed")},
         "model_sha256": meta["model_sha256"], "images_sha256": images,
         "csv": str(csv), "n": len(y), "attack_seed": cfg.seed, "eps_mode": cfg.eps_mode,
-        "eps_grid": list(specs["pgd"].eps_grid), "eps_check": cfg.check_eps, "clean_accuracy": clean,
+        "eps_grid": list(roles[0].spec.eps_grid), "eps_check": cfg.check_eps, "clean_accuracy": clean,
         "protocol": {"pgd": at["pgd"], "tgsm": at["tgsm"]},
-        "attacks_at_eps_check": {role: value for role, value in at.items() if role != "large-eps"},
+        "attacks_at_eps_check": {r.name: at[r.name] for r in roles if r.stage == CHEAP and r.name != "large-eps"},
+        "pruned": [{"role": r.name, "attack": names[r.name], "stage": r.stage, "images_attacked":
+                    round(standing[order[order.index(r.name) - 1]] * len(y)) if cfg.prune else len(y),
+                    "images_broken": round((standing[order[order.index(r.name) - 1]] - standing[r.name]) * len(y)),
+                    "standing_after": standing[r.name]} for r in pruned],
         "worst": float(worst["accuracy"]) if worst else None, "worst_source": worst["source"] if worst else None,
         "transfer_source": source, "transfer_note": source_note,
         "checks": [c.to_dict() for c in results], "verdict": verdict, "config": asdict(cfg),
@@ -227,3 +152,33 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
         "environment": env}
     atomic_write_json(out_json, report)
     return report
+
+
+def standing_after(store: ResultStore, roles: list[Role], cfg: AuditConfig, meta: dict, n: int,
+                   images: str) -> dict[str, float]:
+    """The accuracy still standing at ε_c after every cheap attack (``"cheap"``) and after each later role, in order:
+    per-image ANDs of the rows' records (the same with and without pruning)."""
+    def correct(role: Role):
+        found = store.record(expected_row(role.spec, meta, n, images, cfg.check_eps))
+        if found is None:
+            raise RobenchError(f"the audit's {role.name} row at eps {cfg.check_eps:g} has no per-image record in "
+                               f"{store.csv}")
+        return found[0]
+
+    survived = None
+    for role in roles:
+        if role.stage == CHEAP and role.name != "large-eps":
+            survived = correct(role) if survived is None else survived & correct(role)
+    standing = {"cheap": float(survived.float().mean())}
+    for role in roles:
+        if role.stage != CHEAP:
+            survived = survived & correct(role)
+            standing[role.name] = float(survived.float().mean())
+    return standing
+
+
+def role_name(role: str, cfg: AuditConfig) -> str:
+    """A reader's name for a pruned role, e.g. ``pgd-strong`` -> ``PGD-100 x 5 restarts``."""
+    return {"pgd-strong": f"PGD-{cfg.strong_steps} x {cfg.strong_restarts} restarts", "apgd-ce": "APGD-CE",
+            "apgd-t": "APGD-T", "fab": "FAB-T", "square": f"Square-{cfg.square_queries}",
+            "transfer": f"transfer PGD-{cfg.transfer_steps}"}.get(role, role)

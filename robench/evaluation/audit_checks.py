@@ -5,11 +5,12 @@ Thresholds (points = percentage points of accuracy on the audited subset):
 1. ``monotone``: the largest rise of PGD accuracy between consecutive ε of an independent
    sweep: pass ≤ 0.5 (random-start noise), warn ≤ 2, fail above.
 2. ``large-eps``: PGD accuracy at absolute ε = 0.5: pass ≤ chance + 5, warn ≤ chance + 15.
-3. ``convergence``: PGD-5 minus PGD-100 × 5 restarts: pass ≤ 2, warn ≤ 4.
+3. ``convergence``: the share of all images that the strong white-box attacks (PGD-100 × 5
+   restarts, APGD-CE, APGD-T, FAB-T) break among those every cheap attack left: pass ≤ 2, warn ≤ 4.
 4. ``attack-loss``: the largest gain of a margin or DLR loss over CE at the same budget
    (PGD-5, TGSM-5, APGD): pass ≤ 2, warn ≤ 4.
-5. ``black-box``: the largest gain of Square or transfer over the stronger white-box PGD
-   (PGD-5 or PGD-100 × 5, CE): pass ≤ 1, warn ≤ 3.
+5. ``black-box``: the share of all images that Square (then transfer) breaks among those every
+   white-box attack left — AutoAttack's flag of gradient masking: pass ≤ 1, warn ≤ 3.
 6. ``zero-gradient``: images whose input gradient of the CE attack loss is all zero or
    non-finite: pass < 1 %, warn < 5 %.
 7. ``deterministic``: two eval-mode forward passes: pass if the logits agree to 1e-5 (relative),
@@ -74,10 +75,11 @@ def check_large_eps(accuracy: float, num_classes: int, eps: float) -> Check:
 
 
 def check_convergence(weak: float, strong: float, weak_name: str, strong_name: str) -> Check:
+    """``weak``: the accuracy ``weak_name`` left; ``strong``: what still stands after ``strong_name`` ran on those."""
     drop = pts(weak - strong)
-    return Check(3, "convergence", f"{strong_name} lowers accuracy by at most 2 pts below {weak_name}", drop,
-                 f"{drop:+.1f} pts", "drop <= 2 pts (warn <= 4)", grade(drop, 2.0, 4.0),
-                 f"{weak_name} {100 * weak:.1f} %, {strong_name} {100 * strong:.1f} %")
+    return Check(3, "convergence", f"{strong_name} break at most 2 pts of all images among those {weak_name} left",
+                 drop, f"{drop:+.1f} pts", "drop <= 2 pts (warn <= 4)", grade(drop, 2.0, 4.0),
+                 f"{weak_name} leaves {100 * weak:.1f} %, then {strong_name} {100 * strong:.1f} %")
 
 
 def check_attack_loss(pairs: list[tuple[str, float, str, float]]) -> Check:
@@ -91,12 +93,14 @@ def check_attack_loss(pairs: list[tuple[str, float, str, float]]) -> Check:
                  detail)
 
 
-def check_black_box(white_name: str, white: float, black: list[tuple[str, float]], skipped: str = "") -> Check:
-    q = "black-box Square and transfer do not beat white-box PGD by more than 1 pt"
+def check_black_box(black: list[tuple[str, float, float]], skipped: str = "") -> Check:
+    """``black``: (attack, accuracy standing before it, standing after it), each run on the images still standing."""
+    q = "black-box Square and transfer break at most 1 pt of all images among those every white-box attack left"
     if not black:
         return Check(5, "black-box", q, None, "n/a", "gain <= 1 pt", "skipped", skipped or "no black-box attack ran")
-    gain, name, acc = max((pts(white - a), n, a) for n, a in black)
-    detail = f"{name} {100 * acc:.1f} % vs {white_name} {100 * white:.1f} %" + (f"; {skipped}" if skipped else "")
+    gain, name, before, after = max((pts(b - a), n, b, a) for n, b, a in black)
+    detail = (f"{name} takes the accuracy from {100 * before:.1f} % to {100 * after:.1f} %"
+              + (f"; {skipped}" if skipped else ""))
     return Check(5, "black-box", q, gain, f"{gain:+.1f} pts", "gain <= 1 pt (warn <= 3)", grade(gain, 1.0, 3.0),
                  detail)
 

@@ -24,9 +24,10 @@ WORST = "worst"
 
 
 def attack_label(row: dict) -> str:
-    """A short name for the attack configuration of a row, e.g. ``pgd/native/ce/5x1/independent``."""
+    """A short name for the attack configuration of a row, e.g. ``pgd/native/ce/5x1/independent``
+    (``/survivors`` when it attacked only the images earlier rows left)."""
     label = f"{row['attack']}/{row['backend']}/{row['attack_loss']}/{row['steps'] or '-'}x{row['restarts'] or 1}"
-    label += f"/{row['sweep']}" + ("/L2" if row.get("norm") == "L2" else "")
+    label += f"/{row['sweep']}" + ("/L2" if row.get("norm") == "L2" else "") + ("/survivors" if row.get("given") else "")
     return label + (f"<-{Path(str(row['source'])).name}" if row.get("source") else "")
 
 

@@ -67,7 +67,7 @@ class AuditStep:
     strong_steps: int = 100
     strong_restarts: int = 5
     apgd_steps: int = 100
-    square_queries: int = 1000
+    square_queries: int = 5000
     transfer_steps: int = 20
     losses: tuple[str, ...] | None = None   # audit only these losses' checkpoints (None: all)
     modes: tuple[str, ...] | None = None    # and only these training modes (None: all)
