@@ -59,6 +59,9 @@ def audit(
     strong_restarts: Annotated[int, typer.Option(help="Check 3: random restarts of the strong PGD.")] = 5,
     apgd_steps: Annotated[int, typer.Option(help="Checks 3-4: iterations of APGD-CE, APGD-T and FAB-T.")] = 100,
     square_queries: Annotated[int, typer.Option(help="Check 5: Square attack queries per image.")] = 5000,
+    prune: Annotated[bool, typer.Option(
+        "--prune/--no-prune", help="The expensive attacks see only the images still standing (AutoAttack's rule); "
+                                   "--no-prune runs every attack on every image (slower, the same verdicts).")] = True,
     trust_weights: Annotated[bool, typer.Option(
         "--trust-weights", help="Audit a model.safetensors that does not match its run.json's weights_sha256.")]
     = False,
@@ -93,7 +96,7 @@ def audit(
         cfg = AuditConfig(eps_grid=tuple(parse_eps_grid(eps_grid)), eps_mode=eps_mode, eps_check=eps_check,
                           n_samples=n_samples, seed=seed, batch_size=batch_size, steps=steps,
                           strong_steps=strong_steps, strong_restarts=strong_restarts, apgd_steps=apgd_steps,
-                          square_queries=square_queries, transfer_steps=transfer_steps)
+                          square_queries=square_queries, transfer_steps=transfer_steps, prune=prune)
         cfg.validate()
         out_dir = out or checkpoint
         if not checkpoint.is_dir():

@@ -177,7 +177,7 @@ def _plan_audits(recipe: Recipe, runs: tuple[PlannedRun, ...], results_dir: Path
             n_samples=inherit(step.n_samples, pgd and pgd.n_samples, 1000),
             seed=inherit(step.seed, pgd and pgd.seed, 0), batch_size=step.batch_size, steps=step.steps,
             strong_steps=step.strong_steps, strong_restarts=step.strong_restarts, apgd_steps=step.apgd_steps,
-            square_queries=step.square_queries, transfer_steps=step.transfer_steps)
+            square_queries=step.square_queries, transfer_steps=step.transfer_steps, prune=step.prune)
         ce = next((r for r in runs if r.config.loss == "ce" and r.parent is None and r.config.dataset == c.dataset
                    and r.config.model == c.model and r.config.seed == c.seed), None)
         audits.append(PlannedAudit(run, cfg, results_dir / "attacks.csv", results_dir / "runs" / run.name / AUDIT_JSON,

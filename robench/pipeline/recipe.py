@@ -69,6 +69,7 @@ class AuditStep:
     apgd_steps: int = 100
     square_queries: int = 5000
     transfer_steps: int = 20
+    prune: bool = True                      # expensive attacks on the images still standing only
     losses: tuple[str, ...] | None = None   # audit only these losses' checkpoints (None: all)
     modes: tuple[str, ...] | None = None    # and only these training modes (None: all)
 

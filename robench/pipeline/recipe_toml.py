@@ -259,7 +259,7 @@ def _audit(ctx: _Context, data: dict, train: TrainingSpec) -> AuditStep:
         eps_check=_get(ctx, t, data, "eps_check", (int, float), None, check=_positive, message="must be a finite number > 0"),
         n_samples=_get(ctx, t, data, "n_samples", int, None, **positive),
         seed=_get(ctx, t, data, "seed", int, None, check=is_seed, message=SEED_RULE),
-        **counts, **subsets)
+        prune=_get(ctx, t, data, "prune", bool, True), **counts, **subsets)
 
 
 def load_recipe(path: str | Path) -> Recipe:
