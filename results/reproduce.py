@@ -22,7 +22,8 @@ from pathlib import Path
 from robench.devices import resolve_device
 from robench.evaluation.sweep import SweepSpec, run_sweep
 from robench.files import atomic_write_json, atomic_write_text
-from robench.models.checkpoints import METADATA, read_metadata
+from robench.models.checkpoints import read_metadata
+from robench.models.run_layout import METADATA
 from robench.provenance import environment, utc_now
 from robench.training.config import TrainConfig
 from robench.training.loop import train

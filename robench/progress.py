@@ -10,14 +10,17 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 console = Console(stderr=True)
 _shared: Progress | None = None  # the plan's display while a PlanProgress is open
 
 
-def _progress(transient: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+def _progress(transient: bool, counted: bool = True) -> Progress:
+    """A display of bars; ``counted``: show done/total (images, batches), else a percentage (a plan's weighted cost)."""
+    amount = MofNCompleteColumn() if counted else TaskProgressColumn()
+    return Progress(TextColumn("{task.description}"), BarColumn(), amount, TextColumn("{task.fields[detail]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient)
 
 
@@ -92,10 +95,11 @@ class EpochProgress(_Bars):
 
 
 class SweepProgress(_Bars):
-    """One bar per CSV row of an attack sweep: checkpoint · attack/backend · ε, images and images/s."""
+    """One bar per CSV row of an attack sweep: checkpoint · attack/backend · ε, images and images/s; the bars go
+    when the sweep ends (``robench attack`` then prints its accuracy table)."""
 
     def __init__(self, enabled: bool = True):
-        super().__init__(enabled, transient=False)
+        super().__init__(enabled, transient=True)
 
     def start(self, description: str, total: int) -> None:
         self._start(description, total)
@@ -108,11 +112,12 @@ class SweepProgress(_Bars):
 
 
 class PlanProgress:
-    """The overall bar of ``robench run``: one step per plan job; job bars appear beneath it."""
+    """The overall bar of ``robench run``: each job advances it by its estimated cost, so the ETA weighs jobs by
+    their work (:mod:`robench.pipeline.costs`); job bars appear beneath it."""
 
-    def __init__(self, total: int, enabled: bool = True):
+    def __init__(self, total: float, enabled: bool = True):
         self.enabled = enabled
-        self._progress = _progress(transient=False) if enabled else None
+        self._progress = _progress(transient=False, counted=False) if enabled else None
         self._total = total
 
     def __enter__(self):
@@ -134,6 +139,6 @@ class PlanProgress:
         if self._progress is not None:
             self._progress.update(self._task, detail=description)
 
-    def done(self, steps: int = 1) -> None:
+    def done(self, steps: float = 1) -> None:
         if self._progress is not None:
             self._progress.update(self._task, advance=steps)

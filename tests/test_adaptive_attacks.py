@@ -6,10 +6,10 @@ import torch
 from test_attacks import D, easy, source  # noqa: F401  (module fixtures: the easy model and a transfer source)
 from torch import nn
 
-from robench.attacks import ATTACKS, PGD, attack_backends, attack_objective, build_attack, default_backend
+from robench.attacks import (ATTACKS, PGD, attack_backends, attack_objective, build_attack, default_backend)
 from robench.errors import RobenchError
-from robench.files import file_sha256
 from robench.evaluation.epsilon import absolute_radii
+from robench.files import file_sha256
 from robench.models.checkpoints import load_checkpoint
 
 

@@ -11,8 +11,8 @@ from robench.attacks import build_attack, default_backend
 from robench.attacks.apgd import APGD, StepSizeRule, auto_pgd, checkpoints
 from robench.attacks.apgd_t import ranked_targets
 from robench.attacks.base import attack_objective, per_image
-from robench.attacks.norms import distance, random_start
 from robench.errors import RobenchError
+from robench.norms import distance, random_start
 
 ONE_IMAGE = 1 / 48  # the slack: one image of the easy test set
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from robench.attacks import ATTACKS, BACKENDS, attack_backends, attack_objective, build_attack, target_labels
+from robench.attacks import (ATTACKS, BACKENDS, attack_backends, attack_objective, build_attack, target_labels)
 from robench.attacks.registry import accepted_settings
 from robench.data import load_dataset
 from robench.errors import RobenchError

@@ -70,8 +70,8 @@ def test_plain_model_is_not_flagged_and_worst_is_below_every_attack(runs, tmp_pa
 
 
 def test_saturated_softmax_is_flagged(runs, tmp_path, monkeypatch):
-    def masked(path, device="cpu", verify=True):
-        model, meta = load_checkpoint(path, device, verify=verify)
+    def masked(path, device="cpu", **kwargs):
+        model, meta = load_checkpoint(path, device, **kwargs)
         return Saturated(model).eval(), meta
 
     monkeypatch.setattr(audit_module, "load_checkpoint", masked)

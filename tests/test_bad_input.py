@@ -288,7 +288,7 @@ def test_resume_with_another_thread_count_warns_and_continues(tmp_path, monkeypa
     (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
     (["train", "--seed", "1.5"], "Invalid value for '--seed'"),
     (["list", "foo"], "'foo' is not one of 'datasets'"),
-    (["attack"], "Missing option '--checkpoint'"),
+    (["attack"], "Missing option '--out'"),
     (["--no-such-flag"], "No such option: --no-such-flag"),
 ])
 def test_usage_errors_of_the_console_script_are_one_line(args, fragment, capsys):

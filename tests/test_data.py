@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import robench.data.sources as data
-from robench.data import DATASETS, DataSplits, dataset_info, default_data_dir, load_dataset, offline, stratified_subset
+from robench.data import (DATASETS, DataSplits, dataset_info, default_data_dir, load_dataset, offline,
+                          stratified_subset)
 from robench.data.readers import NumpyUnpickler, load_numpy_pickle, read_idx
 from robench.errors import RobenchError
 

@@ -12,8 +12,8 @@ from torch import nn
 
 from robench.attacks import build_attack
 from robench.attacks.fab import FAB, box_projection
-from robench.attacks.norms import distance
 from robench.errors import RobenchError
+from robench.norms import distance
 
 NORMS = ["Linf", "L2"]
 

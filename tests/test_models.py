@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from robench.errors import RobenchError
-from robench.models import MODELS, Classifier, LatentMapper, Normalize, build_model, model_options
-from robench.models.architectures.shake_shake import ShakeBlock, ShakeShakeFunction, ShakeShortcut, shake_shake
+from robench.models import (MODELS, Classifier, LatentMapper, Normalize, build_model, model_options)
+from robench.models.architectures.shake_shake import (ShakeBlock, ShakeShakeFunction, ShakeShortcut, shake_shake)
 
 # (channels, image size, classes): tiny digits, CIFAR-100-like, odd non-square, MNIST-like
 SHAPES = [(1, (8, 8), 10), (3, (32, 32), 100), (2, (9, 11), 3), (1, (28, 28), 10)]

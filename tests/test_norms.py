@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robench.attacks.base import per_image
-from robench.attacks.norms import distance, project, random_start, steepest_ascent
+from robench.norms import distance, project, random_start, steepest_ascent
 
 
 @pytest.mark.parametrize("norm", ["Linf", "L2"])

@@ -5,9 +5,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from robench.evaluation.store import ResultStore
 import robench.pipeline.local_executor as runner
 from robench.cli import app
+from robench.evaluation.store import ResultStore
 from robench.results import read_attack_rows, row_key
 from tests.conftest import error_line
 

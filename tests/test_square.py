@@ -15,7 +15,7 @@ from torch import nn
 from robench.attacks import build_attack
 from robench.attacks.art import art_classifier
 from robench.attacks.base import per_image
-from robench.attacks.square import Square, eta, l2_candidate, l2_start, p_schedule, square_side
+from robench.attacks.square import (Square, eta, l2_candidate, l2_start, p_schedule, square_side)
 from robench.errors import RobenchError
 from robench.evaluation.epsilon import absolute_radii
 

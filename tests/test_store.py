@@ -17,11 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from robench.cli import app
-import robench.training.loop as loop
 from robench.evaluation.latent import snapshot_model_sha256
 from robench.evaluation.store import ResultStore
 from robench.files import file_sha256
 from robench.results import read_attack_rows
+from robench.training import loop
 from robench.training.loop import train
 from tests.conftest import error_line
 from tests.test_runner import TINY

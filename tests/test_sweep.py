@@ -5,9 +5,9 @@ import pytest
 from conftest import error_line
 from typer.testing import CliRunner
 
-from robench.evaluation.store import ResultStore
 from robench.cli import app
 from robench.errors import RobenchError
+from robench.evaluation.store import ResultStore
 from robench.evaluation.sweep import SweepSpec, run_sweep
 from robench.results import ATTACK_COLUMNS, read_attack_rows, row_key
 from robench.training.loop import train

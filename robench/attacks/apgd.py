@@ -27,9 +27,9 @@ from typing import NamedTuple
 import torch
 
 from robench.attacks.base import Attack, attack_objective, check_settings, per_image
-from robench.attacks.norms import check_norm, project, random_start, steepest_ascent
 from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
+from robench.norms import check_norm, project, random_start, steepest_ascent
 
 
 def checkpoints(steps: int) -> list[int]:

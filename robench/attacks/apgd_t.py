@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 from robench.attacks.apgd import auto_pgd, check_fraction
 from robench.attacks.base import Attack, check_dlr_classes, check_settings, per_image
-from robench.attacks.norms import check_norm, project, random_start
 from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
+from robench.norms import check_norm, project, random_start
 
 
 def ranked_targets(z: torch.Tensor, y: torch.Tensor, count: int) -> torch.Tensor:

@@ -23,9 +23,9 @@ from robench.attacks.apgd import APGD
 from robench.attacks.apgd_t import APGDT
 from robench.attacks.base import Attack, check_settings
 from robench.attacks.fab import FAB
-from robench.attacks.norms import check_norm
 from robench.attacks.registry import ATTACKS
 from robench.attacks.square import Square
+from robench.norms import check_norm
 
 PARTS = ("apgd-ce", "apgd-t", "fab-t", "square")
 """The parts in the order they run, as the rows' ``source`` names them."""

@@ -38,9 +38,9 @@ import math
 import torch
 
 from robench.attacks.base import Attack, check_settings, per_image
-from robench.attacks.norms import check_norm, distance, flat_norm
 from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
+from robench.norms import check_norm, distance, flat_norm
 
 
 def box_projection(point: torch.Tensor, w: torch.Tensor, b: torch.Tensor, norm: str) -> torch.Tensor:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 
 from robench.attacks.base import Attack, attack_objective, check_settings, per_image
-from robench.attacks.norms import check_norm, project, random_start, steepest_ascent
 from robench.attacks.registry import ATTACKS
+from robench.norms import check_norm, project, random_start, steepest_ascent
 
 
 def sign_gradient_ascent(model, x, labels, radius, alpha, steps: int, loss: str, targeted: bool,

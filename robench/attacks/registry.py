@@ -26,6 +26,19 @@ SETTING_FLAGS = {"steps": "--steps", "step_size": "--step-size", "restarts": "--
 """How the command line spells each setting, for error messages."""
 
 
+ATTACK_HINTS = {
+    "fgsm": "FGSM (Goodfellow et al. 2015) is one sign step: pgd with --steps 1 --step-size 1 (its random start "
+            "aside); tgsm is the targeted iterative variant, a different attack",
+    "bim": "BIM / I-FGSM is pgd without random start (Python: random_start=False); tgsm is its targeted form",
+    "ifgsm": "I-FGSM is pgd without random start (Python: random_start=False); tgsm is its targeted form",
+    "cw": "Carlini-Wagner's loss is --attack-loss margin (pgd, tgsm, apgd)",
+    "apgd-ce": "APGD with the CE loss is apgd (--attack-loss ce, the default)",
+    "apgd-dlr": "APGD with the DLR loss is apgd --attack-loss dlr",
+    "fab-t": "targeted FAB is fab",
+}
+"""Names users try that robench spells otherwise: the unknown-name error says what to use instead."""
+
+
 class AttackRegistry:
     """Attack classes keyed by ``(name, backend)``; names are listed and looked up like every registry."""
 
@@ -88,6 +101,8 @@ class AttackRegistry:
         return [self.entry(name) for name in self.names()]
 
     def unknown_message(self, name: str) -> str:
+        if name.lower() in ATTACK_HINTS:
+            return f"unknown attack {name!r}: {ATTACK_HINTS[name.lower()]}; known: {', '.join(self.names())}"
         return unknown_name_message(self.kind, name, self.names())
 
     def __contains__(self, name: object) -> bool:

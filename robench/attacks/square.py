@@ -46,9 +46,9 @@ import math
 import torch
 
 from robench.attacks.base import Attack, attack_objective, check_settings, per_image
-from robench.attacks.norms import check_norm, flat_norm, project
 from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
+from robench.norms import check_norm, flat_norm, project
 
 P_MILESTONES = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 """Iterations of the paper's 10000-query schedule after which p is halved."""

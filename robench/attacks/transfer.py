@@ -21,7 +21,8 @@ from robench.attacks.pgd import PGD
 from robench.attacks.registry import ATTACKS
 from robench.errors import RobenchError
 from robench.files import file_sha256
-from robench.models.checkpoints import WEIGHTS, load_checkpoint, read_metadata
+from robench.models.checkpoints import load_checkpoint, read_metadata
+from robench.models.run_layout import WEIGHTS
 
 
 @ATTACKS.register("transfer", "native", "transfer attack: PGD crafted on a source checkpoint (--transfer-from), native only")

@@ -14,16 +14,16 @@ from typing import Annotated
 
 import typer
 
+from robench.cli.attack import attack
+from robench.cli.audit import audit
+from robench.cli.import_model import import_model
+from robench.cli.listing import list_
 from robench.cli.options import fail
+from robench.cli.run import report, run
+from robench.cli.train import inspect, quickstart, train
 from robench.errors import RobenchError
 from robench.progress import console
 from robench.version import __version__
-
-from robench.cli.attack import attack
-from robench.cli.audit import audit
-from robench.cli.listing import list_
-from robench.cli.run import report, run
-from robench.cli.train import inspect, quickstart, train
 
 USAGE_ERROR = typer.BadParameter.__mro__[1]
 """Click's ``UsageError``, from whichever click this Typer uses (its own copy since Typer 0.22)."""
@@ -52,6 +52,24 @@ def options(version: Annotated[bool, typer.Option("--version", callback=show_ver
 app.command("list")(list_)
 for command in (train, attack, inspect, quickstart, run, report, audit):
     app.command()(command)
+app.command("import-model")(import_model)
+
+
+METAVARS = {"bool": "", "int": "N", "float": "X", "str": "TEXT", "path": "PATH"}
+"""How ``--help`` names an option's value, by type (flags take none), instead of Typer's ``<list[Path]>``."""
+
+
+def natural_metavars(command):
+    """``command`` (and its subcommands) with plain metavars: ``--quiet`` not ``--quiet <bool>``, ``--out PATH``."""
+    for sub in getattr(command, "commands", {}).values():
+        natural_metavars(sub)
+    for param in command.params:
+        if param.metavar is None and param.param_type_name == "option":
+            kind = param.display_type(None).strip("<>").lower()
+            kind = kind.removeprefix("list[").removesuffix("]")
+            name = METAVARS.get(kind, kind.upper() if "|" not in kind else "{" + kind + "}")
+            param.metavar = "" if getattr(param, "is_flag", False) else name  # repeatable options say so in their help
+    return command
 
 
 def main(args: list[str] | None = None) -> None:
@@ -60,7 +78,7 @@ def main(args: list[str] | None = None) -> None:
     Click reports a bad option value or a missing option in a multi-line box; robench reports every
     bad input as one line, like the errors the commands raise themselves.
     """
-    command = typer.main.get_command(app)
+    command = natural_metavars(typer.main.get_command(app))
     try:
         code = command.main(args=args, prog_name="robench", standalone_mode=False)
     except USAGE_ERROR as exc:

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from robench.cli.options import DataDirOpt, DeviceOpt, QuietOpt, fail
+from robench.cli.options import (DataDirOpt, DatasetOpt, DatasetOptionOpt, DeviceOpt, FactoryArgOpt, FactoryOpt,
+                                 QuietOpt, TrustCodeOpt, WeightsOpt, fail, import_user_model, user_model_options_given)
 from robench.errors import RobenchError
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skipped": "dim"}
@@ -38,10 +39,12 @@ def verdict_table(report: dict):
 
 
 def audit(
-    checkpoint: Annotated[Path, typer.Argument(help="A run directory written by robench train.")],
-    out: Annotated[Optional[Path], typer.Option(
+    checkpoint: Annotated[Path | None, typer.Argument(
+        help="A run directory (robench train, import-model, or a recipe's); or give your own model with "
+             "--model-factory, --weights and --dataset.")] = None,
+    out: Annotated[Path | None, typer.Option(
         help="Directory for audit.json and audit.csv (default: the checkpoint's directory).")] = None,
-    csv: Annotated[Optional[Path], typer.Option(
+    csv: Annotated[Path | None, typer.Option(
         help="Attacks CSV to read and append the battery's rows to (default: OUT/audit.csv). Point it at an "
              "existing sweep's CSV to reuse its paper-protocol rows and fold the audit into its worst rows.")]
     = None,
@@ -75,6 +78,12 @@ def audit(
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when the verdict is fail (for CI).")]
     = False,
     device: DeviceOpt = "auto",
+    model_factory: FactoryOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    dataset_option: DatasetOptionOpt = None,
+    factory_arg: FactoryArgOpt = None,
+    trust_code: TrustCodeOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Check whether a checkpoint's robust accuracy can be trusted: adaptive attacks and gradient-masking checks.
@@ -98,6 +107,17 @@ def audit(
                           strong_steps=strong_steps, strong_restarts=strong_restarts, apgd_steps=apgd_steps,
                           square_queries=square_queries, transfer_steps=transfer_steps, prune=prune)
         cfg.validate()
+        if user_model_options_given(model_factory, weights, dataset):
+            if checkpoint is not None or out is None:
+                raise RobenchError("auditing your own model takes --out DIR (its run directory goes to DIR/model) and no "
+                                   "CHECKPOINT")
+            check_directory_target(out, "--out")
+            checkpoint = import_user_model(model_factory, weights, dataset, dataset_option, factory_arg, out / "model",
+                                           data_dir, download)
+            trust_code = True  # the code the user named on this command line
+        elif checkpoint is None:
+            raise RobenchError("give CHECKPOINT (a run directory), or your own model with --model-factory, --weights "
+                               "and --dataset")
         out_dir = out or checkpoint
         if not checkpoint.is_dir():
             raise RobenchError(f"checkpoint {checkpoint} not found: expected a run directory from robench train")
@@ -106,7 +126,7 @@ def audit(
             check_directory_target(csv, "--csv")  # its folders can be made
         report = run_audit(checkpoint, cfg, csv=csv or out_dir / "audit.csv", out_json=out_dir / AUDIT_JSON,
                            transfer_from=str(transfer_from) if transfer_from else None, device=device,
-                           trust_weights=trust_weights,
+                           trust_weights=trust_weights, trust_code=trust_code,
                            data_dir=str(data_dir) if data_dir else None, download=download, progress=not quiet)
     except RobenchError as exc:
         fail(exc)

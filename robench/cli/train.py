@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,31 +21,41 @@ def train(
     lr: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Initial learning rate, cosine-decayed to 0 (paper: 0.01).")] = 0.01,
     momentum: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="SGD momentum.")] = 0.9,
     weight_decay: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Weight decay (paper: 0.001).")] = 1e-3,
-    grad_clip: Annotated[Optional[float], typer.Option(rich_help_panel="Optimisation", 
+    grad_clip: Annotated[float | None, typer.Option(rich_help_panel="Optimisation", 
         help="Max global gradient norm; 0 disables. Default: the loss's (gccs: 5, others: none).")] = None,
-    mu: Annotated[Optional[float], typer.Option(rich_help_panel="Loss", help="GCCS: distance mu_T of the class targets mu_T*e_i (70).")] = None,
-    sigma: Annotated[Optional[float], typer.Option(rich_help_panel="Loss", help="GCCS: target standard deviation sigma_T (1).")] = None,
-    kurtosis_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Loss", help="GCCS: weight lambda of the kurtosis term (0.2).")] = None,
-    covariance: Annotated[Optional[str], typer.Option(rich_help_panel="Loss", 
+    mu: Annotated[float | None, typer.Option(rich_help_panel="Loss", help="GCCS: distance mu_T of the class targets mu_T*e_i (70).")] = None,
+    sigma: Annotated[float | None, typer.Option(rich_help_panel="Loss", help="GCCS: target standard deviation sigma_T (1).")] = None,
+    kurtosis_weight: Annotated[float | None, typer.Option(rich_help_panel="Loss", help="GCCS: weight lambda of the kurtosis term (0.2).")] = None,
+    covariance: Annotated[str | None, typer.Option(rich_help_panel="Loss", 
         help="GCCS: 'full' (eq. 1) or 'diag' (diagonal covariance, for many classes).")] = None,
-    reg_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Loss",
+    reg_weight: Annotated[float | None, typer.Option(rich_help_panel="Loss",
         help="jacobian / input-grad / cross-lipschitz: weight lambda of the gradient penalty "
              "(defaults: see robench list losses and the README).")] = None,
-    jacobian_projections: Annotated[Optional[int], typer.Option(rich_help_panel="Loss",
+    jacobian_projections: Annotated[int | None, typer.Option(rich_help_panel="Loss",
         help="jacobian: estimate ||J||_F^2 from K random projections (Hoffman et al. 2019) instead of "
              "all D rows; 0 = exact.")] = None,
-    samples_per_class: Annotated[Optional[int], typer.Option(rich_help_panel="Optimisation", 
+    at_eps: Annotated[float | None, typer.Option(rich_help_panel="Loss",
+        help="pgd-at / trades: L-inf radius eps of the examples crafted in every step (default per dataset: mnist "
+             "0.3, fashion-mnist 0.1, svhn/cifar10/cifar100 8/255, digits/synthetic 0.1).")] = None,
+    at_eps_mode: Annotated[str | None, typer.Option(rich_help_panel="Loss",
+        help="pgd-at / trades: 'absolute' (||delta||_inf <= eps, the default) or 'relative' (<= eps*||x||_inf, "
+             "as robench attack --eps-mode relative).")] = None,
+    at_steps: Annotated[int | None, typer.Option(rich_help_panel="Loss",
+        help="pgd-at / trades: PGD steps of 2.5*eps/steps crafting each example (pgd-at 7, trades 10).")] = None,
+    trades_beta: Annotated[float | None, typer.Option(rich_help_panel="Loss",
+        help="trades: weight beta of the KL term (6).")] = None,
+    samples_per_class: Annotated[int | None, typer.Option(rich_help_panel="Optimisation", 
         help="Class-balanced batches: K rows of each of batch-size/K classes (use for many classes with GCCS).")] = None,
-    model_option: Annotated[Optional[list[str]], typer.Option("--model-option", 
+    model_option: Annotated[list[str] | None, typer.Option("--model-option", 
         rich_help_panel="Model", help="Architecture option key=value, e.g. width=0.25 (repeatable).")] = None,
-    dataset_option: Annotated[Optional[list[str]], typer.Option("--dataset-option", 
+    dataset_option: Annotated[list[str] | None, typer.Option("--dataset-option", 
         rich_help_panel="Data", help="Dataset option key=value, e.g. num_classes=5 for synthetic (repeatable).")] = None,
-    init: Annotated[Optional[Path], typer.Option(rich_help_panel="Optimisation", 
+    init: Annotated[Path | None, typer.Option(rich_help_panel="Optimisation", 
         help="Fine-tune: start from this run directory (same dataset and model), recorded as training=finetune.")] = None,
-    train_subset: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Use a seeded class-stratified subset of N training images.")] = None,
-    test_subset: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Use a seeded class-stratified subset of N test images.")] = None,
+    train_subset: Annotated[int | None, typer.Option(rich_help_panel="Data", help="Use a seeded class-stratified subset of N training images.")] = None,
+    test_subset: Annotated[int | None, typer.Option(rich_help_panel="Data", help="Use a seeded class-stratified subset of N test images.")] = None,
     seed: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Seed for initialisation, shuffling, dropout and subsets.")] = 0,
-    data_dir: Annotated[Optional[Path], typer.Option(rich_help_panel="Data", 
+    data_dir: Annotated[Path | None, typer.Option(rich_help_panel="Data", 
         help=DataDirOpt)] = None,
     download: Annotated[bool, typer.Option("--download", rich_help_panel="Data", help="Download the dataset through torchvision if it is missing.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished run in --out from its last completed epoch (a run already finished "
@@ -62,7 +72,8 @@ def train(
     try:
         hyper = {k: v for k, v in {"mu": mu, "sigma": sigma, "kurtosis_weight": kurtosis_weight,
                                    "covariance": covariance, "reg_weight": reg_weight,
-                                   "projections": jacobian_projections}.items() if v is not None}
+                                   "projections": jacobian_projections, "eps": at_eps, "eps_mode": at_eps_mode,
+                                   "steps": at_steps, "beta": trades_beta}.items() if v is not None}
         config = TrainConfig(
             dataset=dataset, model=model, loss=loss, out=str(out), epochs=epochs,
             dataset_options=parse_options(dataset_option, "--dataset-option"),

@@ -24,12 +24,14 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
+
 from robench.devices import resolve_device
 from robench.errors import RobenchError
 from robench.evaluation import audit_checks as checks
-from robench.evaluation.audit_battery import CHEAP, STRONG, AuditConfig, Role, battery, find_transfer_source
+from robench.evaluation.audit_battery import (CHEAP, STRONG, AuditConfig, Role, battery, find_transfer_source)
 from robench.evaluation.store import ResultStore, is_current
-from robench.evaluation.sweep import SweepSpec, evaluation_images, images_sha256, result_row, run_sweep
+from robench.evaluation.sweep import (SweepSpec, Target, evaluation_images, images_sha256, result_row, sweep_targets)
 from robench.evaluation.worst import WORST, attack_label, group_key
 from robench.files import atomic_write_json
 from robench.models.checkpoints import load_checkpoint
@@ -37,7 +39,7 @@ from robench.provenance import environment, utc_now
 from robench.results import read_attack_rows, row_identity, row_key
 
 AUDIT_JSON = "audit.json"
-__all__ = ["AUDIT_JSON", "AuditConfig", "find_transfer_source", "run_audit"]
+__all__ = ["AUDIT_JSON", "AuditConfig", "audit_target", "find_transfer_source", "run_audit"]
 
 
 def expected_row(spec: SweepSpec, meta: dict, n: int, images: str, eps: float) -> dict:
@@ -57,33 +59,32 @@ def accuracy_by_eps(spec: SweepSpec, meta: dict, n: int, rows: dict, images: str
     return found
 
 
-def run_battery(roles: list[Role], cfg: AuditConfig, meta: dict, n: int, images: str, **sweep) -> list[Role]:
+def run_battery(roles: list[Role], cfg: AuditConfig, target: Target, device, progress: bool) -> list[Role]:
     """Run every role in order, each pruned one (with ``cfg.prune``) only on the survivors of all rows at ε_c
     before it."""
     before: list[str] = []
     ran = []
     for role in roles:
         spec = role.spec if role.stage == CHEAP or not cfg.prune else replace(role.spec, given=tuple(before))
-        run_sweep(spec, **sweep)
+        sweep_targets(spec, [target], device=device, progress=progress)
         ran.append(replace(role, spec=spec))
         if role.name != "large-eps":  # another ε and ε mode: not in ε_c's worst case
-            before.append(attack_label(expected_row(spec, meta, n, images, cfg.check_eps)))
+            before.append(attack_label(expected_row(spec, target.meta, len(target.y), target.images, cfg.check_eps)))
     return ran
 
 
 def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_json: str | Path,
               transfer_from: str | None = None, device: str = "auto", data_dir: str | None = None,
-              download: bool = False, progress: bool = True, trust_weights: bool = False) -> dict:
+              download: bool = False, progress: bool = True, trust_weights: bool = False,
+              trust_code: bool = False) -> dict:
     """Run the battery (resuming rows already in ``csv``), grade the checks, write ``out_json``.
 
     ``audit.json`` names the model (``model_sha256``) and the images (``images_sha256``) it judged.
     """
     cfg.validate()
-    t0, started = time.perf_counter(), utc_now()
     dev = resolve_device(device)
-    env = environment(dev)  # the code that runs is the code at start
     checkpoint = str(checkpoint)
-    model, meta = load_checkpoint(checkpoint, device=dev, verify=not trust_weights)
+    model, meta = load_checkpoint(checkpoint, device=dev, verify=not trust_weights, trust_code=trust_code)
     ResultStore(csv).check()  # refuse a damaged or foreign CSV before any work
     source, source_note = (transfer_from, f"crafted on {transfer_from}") if transfer_from else \
         find_transfer_source(checkpoint, meta)
@@ -94,11 +95,22 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
     x_all, _ = evaluation_images(meta, probe, data_dir, download)
     n_samples = None if cfg.n_samples is None or cfg.n_samples >= len(x_all) else cfg.n_samples
     x, y = evaluation_images(meta, replace(probe, n_samples=n_samples), data_dir, download)
-    images = images_sha256(x, y)
-    roles = [replace(role, spec=replace(role.spec, trust_weights=trust_weights))
-             for role in battery(cfg, checkpoint, str(csv), n_samples, meta["num_classes"], source)]
-    roles = run_battery(roles, cfg, meta, len(y), images, device=device, data_dir=data_dir, download=download,
-                        progress=progress)
+    return audit_target(Target(checkpoint, model, meta, x, y, images_sha256(x, y)), cfg, csv=csv, out_json=out_json,
+                        source=source, source_note=source_note, device=dev, progress=progress)
+
+
+def audit_target(target: Target, cfg: AuditConfig, *, csv: str | Path, out_json: str | Path | None,
+                 source: str | None = None, source_note: str = "no transfer source given",
+                 device=None, progress: bool = True) -> dict:
+    """The audit of a model and images at hand (:func:`run_audit` without loading them); writes ``out_json`` if
+    given and returns the report."""
+    cfg.validate()
+    dev = device or torch.device("cpu")
+    t0, started = time.perf_counter(), utc_now()
+    env = environment(dev)  # the code that runs is the code at start
+    checkpoint, model, meta, x, y, images = target.name, target.model, target.meta, target.x, target.y, target.images
+    roles = run_battery(battery(cfg, checkpoint, str(csv), len(y), meta["num_classes"], source), cfg, target, dev,
+                        progress)
     all_rows = read_attack_rows(csv)
     rows = {row_key(r): r for r in all_rows}
     acc = {role.name: accuracy_by_eps(role.spec, meta, len(y), rows, images) for role in roles}
@@ -150,7 +162,8 @@ def run_audit(checkpoint: str | Path, cfg: AuditConfig, *, csv: str | Path, out_
         "checks": [c.to_dict() for c in results], "verdict": verdict, "config": asdict(cfg),
         "started_at": started, "finished_at": utc_now(), "seconds": round(time.perf_counter() - t0, 1),
         "environment": env}
-    atomic_write_json(out_json, report)
+    if out_json is not None:
+        atomic_write_json(out_json, report)
     return report
 
 

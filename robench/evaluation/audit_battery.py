@@ -29,7 +29,8 @@ from robench.checks import check_count, check_seed
 from robench.errors import RobenchError
 from robench.evaluation.epsilon import check_eps_mode
 from robench.evaluation.sweep import SweepSpec
-from robench.models.checkpoints import WEIGHTS, read_metadata
+from robench.models.checkpoints import read_metadata
+from robench.models.run_layout import WEIGHTS
 
 CHEAP, STRONG, BLACK_BOX = "cheap", "strong", "black-box"
 

@@ -34,8 +34,7 @@ import torch
 from robench.errors import RobenchError
 from robench.evaluation.worst import WORST, worst_rows
 from robench.files import atomic_write_bytes, load_tensors
-from robench.results import (ATTACK_COLUMNS, attack_csv_text, read_attack_rows, row_cells, row_identity,
-                             row_key)
+from robench.results import (ATTACK_COLUMNS, attack_csv_text, read_attack_rows, row_cells, row_identity, row_key)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

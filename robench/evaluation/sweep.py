@@ -73,6 +73,7 @@ class SweepSpec:
     norm: str | None = None           # Linf or L2 for the attacks that take one; None: Linf
     given: tuple[str, ...] = ()       # attack only the survivors of these rows (attack labels, same CSV and ε)
     trust_weights: bool = False       # attack weights that do not match their run.json (rows name the file's hash)
+    trust_code: bool = False          # rebuild imported models by running their factory (the user's code)
 
     def attack_settings(self) -> dict:
         """The settings passed to every attack of the sweep (None: the attack's default)."""
@@ -108,6 +109,18 @@ class SweepSpec:
         self.build_attacks()
 
 
+@dataclass
+class Target:
+    """One model a sweep attacks, with the images it is evaluated on: a checkpoint, or a module and tensors."""
+
+    name: str                  # the CSV's checkpoint column: a run directory, or a label for an in-memory model
+    model: torch.nn.Module
+    meta: dict                 # dataset, model, loss, training, seed, num_classes and model_sha256
+    x: torch.Tensor
+    y: torch.Tensor
+    images: str                # images_sha256(x, y)
+
+
 def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = None, download: bool = False,
               force: bool = False, progress: bool = True) -> list[dict]:
     """Run the sweep into the store of ``spec.out`` (and its CSV); returns the rows written by this call.
@@ -116,24 +129,35 @@ def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = N
     identity columns); a row of another model or image set at the same path is stale and is
     recomputed (the returned row says ``replaced = "stale"``). ``force`` recomputes every row.
     """
+    spec.validate()
+    ResultStore(spec.out).check()                            # a damaged or foreign CSV: refused before any work
+    dev = resolve_device(device)
+    targets, datasets = [], {}
+    for path in spec.checkpoints:
+        model, meta = load_checkpoint(path, device=dev, verify=not spec.trust_weights, trust_code=spec.trust_code)
+        key = (meta["dataset"], repr(meta.get("dataset_options")))
+        if key not in datasets:
+            x, y = evaluation_images(meta, spec, data_dir, download)
+            datasets[key] = (x, y, images_sha256(x, y))
+        targets.append(Target(str(path), model, meta, *datasets[key]))
+    return sweep_targets(spec, targets, device=dev, force=force, progress=progress)
+
+
+def sweep_targets(spec: SweepSpec, targets: list[Target], *, device: torch.device, force: bool = False,
+                  progress: bool = True) -> list[dict]:
+    """:func:`run_sweep` on models and images already at hand (``spec.checkpoints`` is not read)."""
     tune_cpu_allocator()
     spec.validate()
     store = ResultStore(spec.out)
-    store.check()                                            # a damaged or foreign CSV: refused before any work
-    dev = resolve_device(device)
-    models = [(path, *load_checkpoint(path, device=dev, verify=not spec.trust_weights)) for path in spec.checkpoints]
+    store.check()
     attacks = spec.build_attacks()
     stored = {slot_of(r): r for r in store.rows()}
     written: list[dict] = []
-    datasets: dict[tuple, tuple[torch.Tensor, torch.Tensor, str]] = {}
+    dev = device
     with SweepProgress(enabled=progress) as bar:
-        for path, model, meta in models:
-            key = (meta["dataset"], repr(meta.get("dataset_options")))
-            if key not in datasets:
-                x, y = evaluation_images(meta, spec, data_dir, download)
-                datasets[key] = (x, y, images_sha256(x, y))
-            x, y, images = datasets[key]
-            targets = target_labels(y, meta["num_classes"])
+        for target in targets:
+            path, model, meta, x, y, images = target.name, target.model, target.meta, target.x, target.y, target.images
+            targets_y = target_labels(y, meta["num_classes"])
             for name, backend, attack in attacks:
                 rows = [result_row(spec, path, meta, attack, name, backend, eps, len(y), images)
                         for eps in spec.eps_grid]
@@ -151,12 +175,15 @@ def run_sweep(spec: SweepSpec, *, device: str = "auto", data_dir: str | None = N
                         state = store.record(row) if spec.sweep == "cumulative" else None
                         continue
                     if spec.sweep == "cumulative" and state is None and row["eps"] != rows[0]["eps"]:
-                        state = replay(spec, model, attack, x, y, targets, rows, row, dev, bar)
+                        state = replay(spec, model, attack, x, y, targets_y, rows, row, dev, bar)
                     if spec.given:  # only the images every attack of ``given`` left standing
                         state = (given_survivors(store, row, spec.given), torch.zeros(len(y), dtype=torch.bool))
                     t0 = time.perf_counter()
-                    bar.start(f"{Path(path).name} · {name}/{backend} · ε={row['eps']:g}", len(y))
-                    correct, hit = attack_images(spec, model, attack, x, y, targets, row["eps"], state, dev, bar,
+                    attacked = len(y) if state is None else int(state[0].sum())  # cumulative/pruned: the ones standing
+                    bar.start(f"{Path(path).name} · {name}/{backend} {row['attack_loss']} {row['steps'] or '-'}x"
+                              f"{row['restarts']}{' ' + row['norm'] if row['norm'] != 'Linf' else ''} · "
+                              f"ε={row['eps']:g}", attacked)
+                    correct, hit = attack_images(spec, model, attack, x, y, targets_y, row["eps"], state, dev, bar,
                                                  norm=row["norm"])
                     state = (correct, hit) if spec.sweep == "cumulative" else None
                     row.update(n_correct=int(correct.sum()), accuracy=int(correct.sum()) / len(y),

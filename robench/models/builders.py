@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from robench.errors import RobenchError
 from robench.models.architectures.resnet import ResNet18Features

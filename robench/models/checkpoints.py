@@ -19,11 +19,9 @@ from robench.errors import RobenchError
 from robench.files import file_sha256, load_tensors
 from robench.models.builders import build_model
 from robench.models.classifier import Classifier
+from robench.models.run_layout import METADATA, WEIGHTS
 from robench.models.run_schema import validate_run_metadata
-
-WEIGHTS = "model.safetensors"
-METADATA = "run.json"
-TRAIN_STATE = "train_state.safetensors"  # optimiser state of an unfinished run (for --resume)
+from robench.models.user_models import (IMPORTED, build_user_model, fit_weights, imported_identity)
 
 
 def read_metadata(run_dir: str | Path) -> dict:
@@ -63,14 +61,25 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise RobenchError(f"{path} does not fit the model in its run.json: {first[-1].strip() if first else exc}") from None
 
 
-def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu", *,
-                    verify: bool = True) -> tuple[Classifier, dict]:
+def model_identity(meta: dict, weights_sha256: str | None = None) -> str | None:
+    """A model's identity, the ``model_sha256`` its results record: the SHA-256 of its weights (run.json's
+    ``weights_sha256``, or ``weights_sha256`` given), for an imported model together with its factory."""
+    weights_sha256 = weights_sha256 or meta.get("weights_sha256")
+    if weights_sha256 is None or meta.get("origin") != IMPORTED:
+        return weights_sha256
+    return imported_identity(weights_sha256, meta["factory"], meta.get("factory_args"))
+
+
+def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu", *, verify: bool = True,
+                    trust_code: bool = False) -> tuple[torch.nn.Module, dict]:
     """Model (eval mode, on ``device``) and run.json metadata of a run directory.
 
-    The metadata gains ``model_sha256``, the SHA-256 of the weights file as it is: the model's
-    identity, recorded by every result computed on it. A finished run's run.json records the hash
+    The metadata gains ``model_sha256``, the model's identity (:func:`model_identity` of the weights
+    file as it is), recorded by every result computed on it. A finished run's run.json records the hash
     of the weights it wrote (``weights_sha256``); a file that no longer matches it (replaced or
-    damaged) is a :class:`RobenchError` unless ``verify`` is False.
+    damaged) is a :class:`RobenchError` unless ``verify`` is False. An imported run
+    (:mod:`robench.models.user_models`) is rebuilt by running its factory, which robench does only
+    with ``trust_code``.
     """
     run_dir = Path(run_dir)
     meta = read_metadata(run_dir)
@@ -83,9 +92,16 @@ def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu", *,
         raise RobenchError(f"{weights} is not the file its run.json records (weights_sha256 {recorded[:12]}..., the "
                            f"file {actual[:12]}...): the weights were replaced or damaged; retrain, or pass "
                            "--trust-weights to use the file as it is (results then name its own hash)")
-    model = build_from_metadata(meta)
-    load_weights(model, weights)
-    return model.to(device).eval(), {**meta, "model_sha256": actual}
+    if meta.get("origin") == IMPORTED:
+        if not trust_code:
+            raise RobenchError(f"{run_dir} was imported from the model code {meta.get('factory')}; robench runs that "
+                               "code only when you say so: pass --trust-code (or trust_code=True)")
+        model = build_user_model(meta["factory"], meta.get("factory_args"))
+        fit_weights(model, load_tensors(weights), meta["factory"])
+    else:
+        model = build_from_metadata(meta)
+        load_weights(model, weights)
+    return model.to(device).eval(), {**meta, "model_sha256": model_identity(meta, actual)}
 
 
 def check_compatible(parent: dict, child: dict, parent_path: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from robench.files import file_sha256
-from robench.models.checkpoints import WEIGHTS, read_metadata
+from robench.models.checkpoints import read_metadata
+from robench.models.run_layout import WEIGHTS
 
 
 def _fmt(value) -> str:
@@ -28,6 +29,11 @@ def weights_note(run_dir: Path, recorded: str | None) -> str:
                        f" (model.safetensors differs: {actual}; results would refuse it)")
 
 
+def options_text(options: dict | None) -> str:
+    """`` (k=v, ...)`` for non-empty options, else nothing."""
+    return f" ({_fmt(options)})" if options else ""
+
+
 def describe_run(run_dir: str | Path) -> str:
     """A multi-line description of the run in ``run_dir``."""
     meta = read_metadata(run_dir)
@@ -36,17 +42,21 @@ def describe_run(run_dir: str | Path) -> str:
     facts = [
         ("run", str(run_dir)),
         ("status", f"{meta.get('status')} ({meta.get('epochs_done')} of {meta.get('epochs')} epochs)"),
-        ("dataset", f"{meta['dataset']} {_fmt(meta.get('dataset_options'))} — {meta.get('n_train')} train / "
-                    f"{meta.get('n_test')} test, input {'x'.join(map(str, meta['input_shape']))}, "
-                    f"{meta['num_classes']} classes"),
-        ("model", f"{meta['model']} {_fmt(meta.get('model_options'))}"),
-        ("loss", f"{meta.get('loss')} {_fmt(meta.get('loss_hyper'))}"),
+        ("dataset", f"{meta['dataset']}{options_text(meta.get('dataset_options'))}: "
+                    + (f"{meta['n_train']} train / " if meta.get("n_train") is not None else "")
+                    + f"{meta.get('n_test')} test images, input {'x'.join(map(str, meta['input_shape']))}, "
+                      f"{meta['num_classes']} classes"),
+        ("model", f"{meta.get('factory')} (imported)" if meta.get("origin") == "imported" else
+                  f"{meta['model']}{options_text(meta.get('model_options'))}"),
+        ("loss", f"{meta.get('loss')}{options_text(meta.get('loss_hyper'))}"),
         ("training", meta.get("training") + (f" from {parent['path']} (sha256 {parent['sha256'][:12]}…)"
                                              if parent else "")),
         ("optimizer", _fmt(meta.get("optimizer"))),
         ("seed", _fmt(meta.get("seed"))),
         ("test accuracy", f"{_fmt(meta.get('test_accuracy'))} (best {_fmt(meta.get('best_test_accuracy'))})"),
-        ("wall time", f"{meta.get('wall_time_s', 0):.1f} s on {env.get('device')} ({env.get('device_name')})"),
+        ("wall time", f"{meta.get('wall_time_s', 0):.1f} s on {env.get('device')}"
+                      + (f" ({env['device_name']})" if env.get("device_name") not in (None, env.get("device")) else "")
+                      + f", {env.get('torch_threads', '?')} torch threads"),
         ("versions", _fmt(env.get("versions"))),
         ("git commit", _fmt(env.get("git_commit"))),
         ("weights sha256", weights_note(Path(run_dir), meta.get("weights_sha256"))),

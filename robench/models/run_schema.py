@@ -20,7 +20,8 @@ REQUIRED = {"dataset": str, "model": str, "loss": str, "num_classes": int, "inpu
             "std": list}
 OPTIONAL = {"dataset_options": dict, "model_options": dict, "loss_hyper": dict, "training": str, "status": str,
             "seed": int, "epochs": int, "epochs_done": int, "weights_sha256": str, "history": list, "config": dict,
-            "environment": dict, "parent": dict, "class_names": list, "optimizer": dict}
+            "environment": dict, "parent": dict, "class_names": list, "optimizer": dict, "origin": str,
+            "factory": str, "factory_args": dict}
 
 
 def is_int(value: object) -> bool:
@@ -56,6 +57,8 @@ def validate_run_metadata(meta: object, path: Path) -> dict:
             raise bad(key, f"must hold one finite number per channel ({shape[0]}), got {values!r}")
     if not all(v > 0 for v in meta["std"]):
         raise bad("std", f"must be positive, got {meta['std']!r}")
+    if meta.get("origin") == "imported" and not meta.get("factory"):
+        raise bad("factory", "is missing: an imported run names the factory that builds its model")
     sha = meta.get("weights_sha256")
     if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
         raise bad("weights_sha256", "is not a SHA-256 in hex")

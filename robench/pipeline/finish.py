@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from robench.files import atomic_write_bytes, atomic_write_json, file_sha256
-from robench.models.checkpoints import METADATA, WEIGHTS, read_metadata
+from robench.models.checkpoints import read_metadata
+from robench.models.run_layout import METADATA, WEIGHTS
+from robench.pipeline.costs import REPORT_COST
 from robench.pipeline.plan import Plan, PlannedRun, PlannedSweep
 from robench.progress import PlanProgress, console
 from robench.provenance import utc_now
@@ -35,7 +38,7 @@ def finish_plan(plan: Plan, worked: bool, manifest: dict | None, bar: PlanProgre
     set_aside_stale(plan)
     bar.job("report")
     written = write_report(plan.results_dir, compare_paper=plan.recipe.report.compare_paper)
-    bar.done()
+    bar.done(REPORT_COST)
     return written
 
 
@@ -59,10 +62,47 @@ def set_aside_stale(plan: Plan) -> list[Path]:
     return moved
 
 
-def plan_summary(plan: Plan, worked: bool, written: list[Path]) -> dict:
+@dataclass
+class Done:
+    """What an execution of a plan did, for its closing summary."""
+
+    trained: list[str] = field(default_factory=list)
+    rows: int = 0
+    stale: int = 0
+    audits: dict[str, str] = field(default_factory=dict)    # run -> verdict
+    latent: int = 0
+    seconds: float = 0.0
+
+    def add_rows(self, rows: list[dict]) -> None:
+        self.rows += len(rows)
+        self.stale += sum(row.get("replaced") == "stale" for row in rows)
+
+
+def plan_summary(plan: Plan, worked: bool, written: list[Path], done: Done | None = None) -> dict:
+    """The closing summary of ``robench run``: what was trained, attacked, audited, how long, where it is."""
+    done = done or Done()
     if not worked:
-        console.print(f"{plan.recipe.name}: nothing to do (every run, row and snapshot exists); report rewritten")
-    return {"worked": worked, "report": [str(p) for p in written]}
+        text = f"{plan.recipe.name}: nothing to do (every run, row, audit and snapshot exists); report rewritten"
+    else:
+        lines = [f"{plan.recipe.name}: done in {duration(done.seconds)}"]
+        if done.trained:
+            lines.append(f"  trained {len(done.trained)} run(s): {', '.join(done.trained)}")
+        if done.rows:
+            stale = f", {done.stale} of them replacing stale rows of retrained checkpoints" if done.stale else ""
+            lines.append(f"  attacked: {done.rows} new row(s) in {plan.results_dir / 'attacks.csv'}{stale}")
+        if done.audits:
+            lines.append("  audited: " + ", ".join(f"{run} {verdict}" for run, verdict in done.audits.items()))
+        if done.latent:
+            lines.append(f"  latent snapshots: {done.latent}")
+        lines.append(f"  results: {plan.results_dir}/ ({len(written)} report files); checkpoints: {plan.runs_dir}/")
+        text = "\n".join(lines)
+    return {"worked": worked, "report": [str(p) for p in written], "summary": text}
+
+
+def duration(seconds: float) -> str:
+    """``95 s`` or ``3 min 20 s``."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def copy_run_files(run: PlannedRun, dest: Path) -> None:

@@ -14,12 +14,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from robench.evaluation.audit import AUDIT_JSON, AuditConfig
 from robench.errors import RobenchError
+from robench.evaluation.audit import AUDIT_JSON, AuditConfig
 from robench.evaluation.latent import snapshot_model_sha256
 from robench.evaluation.store import ResultStore
 from robench.evaluation.sweep import SweepSpec
-from robench.models.checkpoints import METADATA, read_metadata
+from robench.models.checkpoints import model_identity, read_metadata
+from robench.models.run_layout import METADATA
 from robench.pipeline.recipe import AttackStep, Recipe, hyper_variants
 from robench.training.config import TrainConfig, finished_metadata
 
@@ -37,7 +38,7 @@ class PlannedRun:
     def weights_sha256(self) -> str | None:
         """The identity of the finished run's weights (its run.json's ``weights_sha256``); None while unfinished."""
         meta = finished_metadata(self.config)
-        return meta.get("weights_sha256") if meta else None
+        return model_identity(meta) if meta else None
 
 
 def current_weights(checkpoint: str) -> str | None:
@@ -46,7 +47,7 @@ def current_weights(checkpoint: str) -> str | None:
         meta = read_metadata(checkpoint)
     except RobenchError:
         return None
-    return meta.get("weights_sha256") if meta.get("status") == "finished" else None
+    return model_identity(meta) if meta.get("status") == "finished" else None
 
 
 @dataclass(frozen=True)

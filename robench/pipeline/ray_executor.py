@@ -20,13 +20,14 @@ see the working directory at the same path (a shared filesystem) and have robenc
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -37,7 +38,8 @@ from robench.evaluation.latent import write_latent
 from robench.evaluation.store import ResultStore
 from robench.evaluation.sweep import run_sweep
 from robench.files import atomic_write_json
-from robench.pipeline.finish import build_manifest, copy_run_files, finish_plan, plan_summary, sweep_timing_key
+from robench.pipeline.costs import REPORT_COST
+from robench.pipeline.finish import (Done, build_manifest, copy_run_files, finish_plan, plan_summary, sweep_timing_key)
 from robench.pipeline.plan import Pending, Plan, PlannedRun, pending_work
 from robench.pipeline.staging import STAGING, merge_leftovers, merge_staged, stage
 from robench.progress import PlanProgress
@@ -228,20 +230,22 @@ def execute_plan_ray(plan: Plan, options: RayOptions | None = None, *, device: s
         if run not in todo.runs:
             copy_run_files(run, plan.results_dir / "runs" / run.name)
     timings: dict[str, float] = {}
+    done, t_start = Done(), time.perf_counter()
     executor = {"name": "ray", "address": options.address or "local instance", "cpus_per_task": options.cpus_per_task}
-    with PlanProgress(len(jobs) + 1, enabled=progress) as bar:
+    with PlanProgress(len(jobs) + REPORT_COST, enabled=progress) as bar:
         if jobs:
             facts = _run_jobs(ray, plan, jobs, options, device, {"data_dir": data_dir, "download": download},
-                              timings, bar)
+                              timings, bar, done)
             env = {**env, **facts}
             executor.update(ray_version=ray.__version__, gpus_per_task=int(facts["device"].startswith("cuda")))
         manifest = {**build_manifest(plan, started, env, timings), "executor": executor} if todo.worked else None
         written = finish_plan(plan, todo.worked, manifest, bar)
-    return plan_summary(plan, todo.worked, written)
+    done.seconds = time.perf_counter() - t_start
+    return plan_summary(plan, todo.worked, written, done)
 
 
 def _run_jobs(ray, plan: Plan, jobs: list[Job], options: RayOptions, device: str, data: dict, timings: dict,
-              bar: PlanProgress) -> dict:
+              bar: PlanProgress, done: Done) -> dict:
     """Submit each job once its dependencies are done, merge what finishes; returns a worker's facts."""
     started_ray = _connect(ray, options)
     running: dict = {}
@@ -267,8 +271,13 @@ def _run_jobs(ray, plan: Plan, jobs: list[Job], options: RayOptions, device: str
                 continue
             if job.run is not None:
                 copy_run_files(job.run, plan.results_dir / "runs" / job.run.name)
+                done.trained.append(job.run.name)
             if job.staged is not None:
-                merge_staged(job.staged, plan.results_dir, job.out_json)
+                done.rows += merge_staged(job.staged, plan.results_dir, job.out_json)
+            if job.out_json is not None and job.out_json.is_file():
+                done.audits[job.key.removeprefix("audit-")] = json.loads(job.out_json.read_text())["verdict"]
+            if job.fn is latent_job:
+                done.latent += 1
             timings[job.timing] = timings.get(job.timing, 0.0) + result.pop("seconds")
             facts = facts or result
             finished.add(job.key)

@@ -12,8 +12,8 @@ import re
 import tomllib
 from pathlib import Path
 
-from robench.attacks import ATTACK_LOSSES, ATTACKS, BACKENDS, build_attack, default_backend
-from robench.attacks.norms import NORMS
+from robench.attacks import (ATTACK_LOSSES, ATTACKS, BACKENDS, build_attack, default_backend)
+from robench.checks import INT_MAX, SEED_RULE, is_seed
 from robench.data import DATASETS
 from robench.errors import RobenchError
 from robench.evaluation.epsilon import EPS_MODES, parse_eps_grid
@@ -21,8 +21,8 @@ from robench.evaluation.latent import LatentSpec
 from robench.evaluation.sweep import SWEEPS
 from robench.losses import LOSSES
 from robench.models import MODELS, model_options
-from robench.pipeline.recipe import MODES, AttackStep, AuditStep, Recipe, ReportStep, TrainingSpec
-from robench.checks import INT_MAX, SEED_RULE, is_seed
+from robench.norms import NORMS
+from robench.pipeline.recipe import (MODES, AttackStep, AuditStep, Recipe, ReportStep, TrainingSpec)
 from robench.training.config import hyper_problem
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from robench.checks import check_count
 from robench.errors import RobenchError
+from robench.files import check_directory_target
 from robench.pipeline.local_executor import execute_plan
 from robench.pipeline.plan import build_plan, describe_plan
 from robench.pipeline.ray_executor import RayOptions, execute_plan_ray
 from robench.pipeline.recipe_toml import load_recipe
-from robench.checks import check_count
-from robench.files import check_directory_target
+from robench.progress import console
 
 EXECUTORS = ("local", "ray")
 
@@ -38,7 +39,8 @@ def check_executor(executor: str, options: RayOptions | None) -> None:
 def run_recipe(path: str | Path, *, results_root: str | Path = "results", runs_root: str | Path = "runs",
                device: str = "auto", data_dir: str | None = None, download: bool = False, dry_run: bool = False,
                progress: bool = True, executor: str = "local", ray_options: RayOptions | None = None) -> str:
-    """Load, plan and (unless ``dry_run``) execute a recipe; returns the plan text.
+    """Load, plan and (unless ``dry_run``) execute a recipe; returns the plan text (``dry_run``) or the closing
+    summary (what was trained, attacked, audited, how long, where the results are). The plan is shown first.
 
     ``executor``: ``local`` runs the jobs one after another here; ``ray`` runs them as Ray tasks
     (:mod:`robench.pipeline.ray_executor`, configured by ``ray_options``).
@@ -55,9 +57,11 @@ def run_recipe(path: str | Path, *, results_root: str | Path = "results", runs_r
     for run in plan.runs:
         if run.parent and not any(r.name == run.parent for r in plan.runs):
             raise RobenchError(f"{run.name} fine-tunes {run.parent}, which the recipe does not train")
+    if progress:
+        console.print(text, highlight=False)
     if executor == "ray":
-        execute_plan_ray(plan, ray_options, device=device, data_dir=data_dir, download=download,
-                         progress=progress)
+        outcome = execute_plan_ray(plan, ray_options, device=device, data_dir=data_dir, download=download,
+                                   progress=progress)
     else:
-        execute_plan(plan, device=device, data_dir=data_dir, download=download, progress=progress)
-    return text
+        outcome = execute_plan(plan, device=device, data_dir=data_dir, download=download, progress=progress)
+    return outcome["summary"]

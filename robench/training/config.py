@@ -15,9 +15,11 @@ from pathlib import Path
 from robench.checks import INT_MAX, check_count, check_seed, is_number
 from robench.data import DATASETS
 from robench.errors import RobenchError
-from robench.losses import LOSSES
+from robench.losses import LOSSES, AdversarialLoss, default_eps
 from robench.models import MODELS
-from robench.models.checkpoints import METADATA, read_metadata
+from robench.models.checkpoints import read_metadata
+from robench.models.run_layout import METADATA
+
 
 def hyper_problem(loss: str, name: str, value: object) -> str | None:
     """Why ``value`` cannot be hyper-parameter ``name`` of ``loss`` (one of its own), or None when it can.
@@ -100,6 +102,15 @@ class TrainConfig:
             problem = hyper_problem(self.loss, name, value)
             if problem is not None:
                 raise RobenchError(f"loss {self.loss!r}, hyper-parameter {name}: {problem}")
+        self.resolved_loss_hyper()  # a dataset without a default eps is an error before any work
+
+    def resolved_loss_hyper(self) -> dict:
+        """``loss_hyper`` as the loss is built: an adversarial-training loss given no ``eps`` gets its dataset's
+        default (:func:`robench.losses.default_eps`); run.json records the result as ``loss_hyper``."""
+        hyper = dict(self.loss_hyper)
+        if issubclass(LOSSES.get(self.loss).factory, AdversarialLoss) and "eps" not in hyper:
+            hyper["eps"] = default_eps(self.dataset)
+        return hyper
 
     def resolved_grad_clip(self) -> float | None:
         """The gradient-norm clip in effect: the loss's default when ``grad_clip`` is None; None for no clipping."""

@@ -30,14 +30,15 @@ from robench.data import DataSplits, load_dataset
 from robench.errors import RobenchError
 from robench.files import file_sha256
 from robench.losses import LOSSES, build_loss
-from robench.models.checkpoints import WEIGHTS, build_from_metadata, check_compatible, load_checkpoint
+from robench.models.checkpoints import (build_from_metadata, check_compatible, load_checkpoint)
+from robench.models.run_layout import WEIGHTS
 from robench.progress import EpochProgress, console
 from robench.training.accuracy import accuracy
 from robench.training.batches import epoch_batches
 from robench.training.config import TrainConfig
 from robench.training.distributed import Processes, session
 from robench.training.gradient_stats import gradient_statistics, statistics_subset
-from robench.training.run_dir import check_output_dir, initial_metadata, restore, thread_warning, write_epoch
+from robench.training.run_dir import (check_output_dir, initial_metadata, restore, thread_warning, write_epoch)
 
 
 def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
@@ -78,7 +79,7 @@ def _train(config: TrainConfig, procs: Processes, *, data_dir: str | None, downl
                                 train_subset=config.train_subset, test_subset=config.test_subset,
                                 seed=config.seed, options=config.dataset_options)
     meta = initial_metadata(config, data, dev, procs.world_size)
-    loss_fn = build_loss(config.loss, data.info.num_classes, config.loss_hyper)
+    loss_fn = build_loss(config.loss, data.info.num_classes, config.resolved_loss_hyper())  # eps: per dataset
     meta["loss_hyper"] = {k: getattr(loss_fn, k) for k in LOSSES.get(config.loss).hyper}
     torch.manual_seed(config.seed)
     model = build_from_metadata(meta)
@@ -113,7 +114,7 @@ def _train(config: TrainConfig, procs: Processes, *, data_dir: str | None, downl
             batches = procs.shard(epoch_batches(data.y_train, config.batch_size, config.samples_per_class,
                                                 torch.Generator().manual_seed(seed)))
             model.train()
-            bar.start(f"epoch {epoch + 1}/{config.epochs}", len(batches))
+            bar.start(f"{Path(config.out).name} epoch {epoch + 1}/{config.epochs}", len(batches))
             loss_sum = torch.zeros((), device=dev)
             correct = torch.zeros((), device=dev, dtype=torch.long)
             seen = counted = 0  # rows of the global batches, rows of this process

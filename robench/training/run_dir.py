@@ -15,8 +15,10 @@ import torch
 
 from robench.data import DataSplits
 from robench.errors import RobenchError
-from robench.files import check_directory_target, atomic_write_json, atomic_write_text, file_sha256, load_tensors, save_tensors
-from robench.models.checkpoints import METADATA, TRAIN_STATE, WEIGHTS, load_weights, read_metadata
+from robench.files import (atomic_write_json, atomic_write_text, check_directory_target, file_sha256, load_tensors,
+                           save_tensors)
+from robench.models.checkpoints import load_weights, read_metadata
+from robench.models.run_layout import METADATA, TRAIN_STATE, WEIGHTS
 from robench.provenance import environment, utc_now
 from robench.training.config import TrainConfig, config_diffs
 
