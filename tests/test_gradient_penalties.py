@@ -173,8 +173,10 @@ def test_penalised_objective_runs_on_every_architecture(model_name, name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_registry_lists_all_five_losses():
-    assert LOSSES.names() == ["ce", "cross-lipschitz", "gccs", "input-grad", "jacobian"]
+def test_registry_lists_the_paper_losses_and_adversarial_training():
+    assert LOSSES.names() == [
+        "ce", "cross-lipschitz", "gccs", "input-grad", "jacobian", "pgd-at", "trades",
+    ]
 
 
 def test_bad_penalty_settings_are_clear_errors():
