@@ -59,7 +59,7 @@ def test_plain_model_is_not_flagged_and_worst_is_below_every_attack(runs, tmp_pa
     report = audit(runs, "ce", tmp_path)
     checks = by_id(report)
     assert checks[4]["status"] != "fail" and checks[6]["status"] == "pass" and checks[7]["status"] == "pass"
-    assert checks[5]["detail"].endswith("transfer = white-box PGD)")  # ce is its own transfer source
+    assert "transfer = white-box PGD)" in checks[5]["detail"]  # ce is its own transfer source
     assert report["worst"] <= min(report["attacks_at_eps_check"].values()) + 1e-12
     df = pd.read_csv(tmp_path / "audit.csv")
     worst = df[df.attack == "worst"].set_index("eps")["accuracy"]

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent / "robench"
 LAYERS = ["floor", "data", "models", "losses", "training", "attacks", "evaluation", "report", "pipeline", "cli", "api"]
 """Stages bottom first: a module may import from its own stage and those before it."""
 FLOOR = {"errors", "registry", "checks", "files", "provenance", "results", "devices", "progress", "allocator",
-         "version", "norms"}
+         "version", "norms", "proportions"}
 MAX_LINES = 300
 
 

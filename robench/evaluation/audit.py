@@ -132,12 +132,12 @@ def audit_target(target: Target, cfg: AuditConfig, *, csv: str | Path, out_json:
     order = ["cheap", *strong] + [r.name for r in pruned if r.stage != STRONG]
     black = [(names[role], standing[order[order.index(role) - 1]], standing[role]) for role in order[len(strong) + 1:]]
     fraction, zero, nonfinite = checks.zero_gradient_fraction(model, x, y, cfg.batch_size, dev)
-    results = [checks.check_monotone(acc["pgd"]),
-               checks.check_large_eps(acc["large-eps"][cfg.large_eps], meta["num_classes"], cfg.large_eps),
+    results = [checks.check_monotone(acc["pgd"], len(y)),
+               checks.check_large_eps(acc["large-eps"][cfg.large_eps], meta["num_classes"], cfg.large_eps, len(y)),
                checks.check_convergence(standing["cheap"], standing[strong[-1]], "every cheap attack",
-                                        ", ".join(names[r] for r in strong)),
-               checks.check_attack_loss(pairs),
-               checks.check_black_box(black, "" if source else f"transfer skipped: {source_note}"),
+                                        ", ".join(names[r] for r in strong), len(y)),
+               checks.check_attack_loss(pairs, len(y)),
+               checks.check_black_box(black, len(y), "" if source else f"transfer skipped: {source_note}"),
                checks.check_zero_gradient(fraction, zero, nonfinite, len(y)),
                checks.check_deterministic(model, x, cfg.batch_size, dev)]
 

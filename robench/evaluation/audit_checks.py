@@ -16,6 +16,15 @@ Thresholds (points = percentage points of accuracy on the audited subset):
 7. ``deterministic``: two eval-mode forward passes: pass if the logits agree to 1e-5 (relative),
    warn if only the predictions agree, fail otherwise.
 
+**Noise.** Every measured value carries its 95 % interval over the n audited images (``interval``,
+in the value's unit): Wilson for a share of images (checks 2, 3, 5, 6), the interval of a paired
+difference of two accuracies on the same images for checks 1 and 4 (:func:`difference_interval`,
+:mod:`robench.proportions`). A verdict the noise could overturn is ``warn``: for the checks that
+compare two accuracies (1, 3, 4, 5), ``pass`` needs the interval's top within the warn threshold and
+``fail`` its bottom above the pass threshold. Checks 2 and 6 grade a level measured on the audited
+images themselves, by its value, and show its interval. At n ≤ 100 images the detail says how many
+points one image is.
+
 A check whose attacks could not run (e.g. DLR with fewer than three classes, transfer without a
 cross-entropy checkpoint) is ``skipped`` with the reason.
 """
@@ -26,6 +35,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+
+from robench.proportions import small_sample_note, wilson
 
 STATUSES = ("pass", "warn", "fail", "skipped")
 
@@ -40,6 +51,8 @@ class Check:
     threshold: str
     status: str
     detail: str = ""
+    interval: list[float] | None = None
+    """The 95 % interval of ``measured`` over the audited images, [low, high] in its unit (points or %)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,47 +66,92 @@ def pts(accuracy_gap: float) -> float:
     return round(100.0 * accuracy_gap, 2)
 
 
-def check_monotone(accuracy_by_eps: dict[float, float]) -> Check:
+def noisy_grade(value: float, interval: tuple[float, float], passing: float, warning: float) -> str:
+    """:func:`grade`, with a ``pass`` whose interval reaches above ``warning`` or a ``fail`` whose interval
+    reaches down to ``passing`` turned into ``warn``: the images can't tell those verdicts apart."""
+    status = grade(value, passing, warning)
+    low, high = interval
+    if (status == "pass" and high > warning + 1e-9) or (status == "fail" and low <= passing + 1e-9):
+        return "warn"
+    return status
+
+
+def share_interval(share: float, n: int) -> list[float]:
+    """The Wilson interval, in points, of a share of ``n`` images (a fraction)."""
+    low, high = wilson(round(share * n), n)
+    return [pts(low), pts(high)]
+
+
+def difference_interval(a: float, b: float, n: int) -> list[float]:
+    """The paired interval, in points, of accuracy ``a`` − accuracy ``b``, both measured on the same ``n`` images.
+
+    Two attacks on the same images are paired: what varies is the share of images one breaks and the other
+    does not. When their successes nest (a larger eps, or a stronger loss, breaks what the weaker broke and
+    more; the audit's attacks are built so), that share is |a − b| and its Wilson interval, signed, is the
+    interval of the difference. Newcombe's interval for independent samples
+    (:func:`robench.proportions.newcombe`) would be ±4 pts wide at 40 % on 1,000 images, wider than the
+    thresholds themselves, and no check could ever pass."""
+    gap = a - b
+    low, high = wilson(round(abs(gap) * n), n)
+    return [pts(low), pts(high)] if gap >= 0 else [pts(-high), pts(-low)]
+
+
+def with_noise(detail: str, interval: list[float], n: int, unit: str = "pts") -> str:
+    """``detail`` with the interval and, on a small sample, its warning."""
+    parts = [detail, f"95 % interval [{interval[0]:.1f}, {interval[1]:.1f}] {unit} over {n} images",
+             small_sample_note(n)]
+    return "; ".join(p for p in parts if p)
+
+
+def check_monotone(accuracy_by_eps: dict[float, float], n: int) -> Check:
     q = "PGD accuracy falls monotonically with eps (independent sweep)"
     eps = sorted(accuracy_by_eps)
     rises = [(pts(accuracy_by_eps[b] - accuracy_by_eps[a]), a, b) for a, b in zip(eps, eps[1:])]
     if not rises:
         return Check(1, "monotone", q, None, "n/a", "rise <= 0.5 pts", "skipped", "needs at least two eps")
     rise, a, b = max(rises)
+    interval = difference_interval(accuracy_by_eps[b], accuracy_by_eps[a], n)
     rise = max(rise, 0.0)
     detail = f"largest rise between eps {a:g} and {b:g}" if rise > 0 else f"no rise over {len(eps)} eps"
-    return Check(1, "monotone", q, rise, f"{rise:.1f} pts", "rise <= 0.5 pts (warn <= 2)", grade(rise, 0.5, 2.0),
-                 detail)
+    return Check(1, "monotone", q, rise, f"{rise:.1f} pts", "rise <= 0.5 pts (warn <= 2)",
+                 noisy_grade(rise, interval, 0.5, 2.0), with_noise(detail, interval, n), interval)
 
 
-def check_large_eps(accuracy: float, num_classes: int, eps: float) -> Check:
+def check_large_eps(accuracy: float, num_classes: int, eps: float, n: int) -> Check:
     chance = 100.0 / num_classes
     value = pts(accuracy)
+    interval = share_interval(accuracy, n)
     return Check(2, "large-eps", f"PGD at absolute eps = {eps:g} leaves at most chance + 5 pts", value,
                  f"{value:.1f} %", f"<= {chance + 5:.1f} % (chance {chance:.1f} + 5; warn <= +15)",
-                 grade(value, chance + 5, chance + 15), "above it the attack cannot reach images it should")
+                 grade(value, chance + 5, chance + 15),
+                 with_noise("above it the attack cannot reach images it should", interval, n, "%"), interval)
 
 
-def check_convergence(weak: float, strong: float, weak_name: str, strong_name: str) -> Check:
-    """``weak``: the accuracy ``weak_name`` left; ``strong``: what still stands after ``strong_name`` ran on those."""
+def check_convergence(weak: float, strong: float, weak_name: str, strong_name: str, n: int) -> Check:
+    """``weak``: the accuracy ``weak_name`` left; ``strong``: what still stands after ``strong_name`` ran on those.
+
+    The images broken are a subset of the ``n``: their share has a Wilson interval."""
     drop = pts(weak - strong)
+    interval = share_interval(weak - strong, n)
     return Check(3, "convergence", f"{strong_name} break at most 2 pts of all images among those {weak_name} left",
-                 drop, f"{drop:+.1f} pts", "drop <= 2 pts (warn <= 4)", grade(drop, 2.0, 4.0),
-                 f"{weak_name} leaves {100 * weak:.1f} %, then {strong_name} {100 * strong:.1f} %")
+                 drop, f"{drop:+.1f} pts", "drop <= 2 pts (warn <= 4)", noisy_grade(drop, interval, 2.0, 4.0),
+                 with_noise(f"{weak_name} leaves {100 * weak:.1f} %, then {strong_name} {100 * strong:.1f} %",
+                            interval, n), interval)
 
 
-def check_attack_loss(pairs: list[tuple[str, float, str, float]]) -> Check:
+def check_attack_loss(pairs: list[tuple[str, float, str, float]], n: int) -> Check:
     """``pairs``: (CE attack name, its accuracy, adaptive attack name, its accuracy) at the same budget."""
     q = "margin/DLR losses do not beat CE by more than 2 pts"
     if not pairs:
         return Check(4, "attack-loss", q, None, "n/a", "gain <= 2 pts", "skipped", "no margin/DLR attack ran")
     gain, ce_name, ce_acc, name, acc = max((pts(c - a), cn, c, an, a) for cn, c, an, a in pairs)
     detail = f"{name} {100 * acc:.1f} % vs {ce_name} {100 * ce_acc:.1f} % (largest of {len(pairs)} pairs)"
-    return Check(4, "attack-loss", q, gain, f"{gain:+.1f} pts", "gain <= 2 pts (warn <= 4)", grade(gain, 2.0, 4.0),
-                 detail)
+    interval = difference_interval(ce_acc, acc, n)
+    return Check(4, "attack-loss", q, gain, f"{gain:+.1f} pts", "gain <= 2 pts (warn <= 4)",
+                 noisy_grade(gain, interval, 2.0, 4.0), with_noise(detail, interval, n), interval)
 
 
-def check_black_box(black: list[tuple[str, float, float]], skipped: str = "") -> Check:
+def check_black_box(black: list[tuple[str, float, float]], n: int, skipped: str = "") -> Check:
     """``black``: (attack, accuracy standing before it, standing after it), each run on the images still standing."""
     q = "black-box Square and transfer break at most 1 pt of all images among those every white-box attack left"
     if not black:
@@ -101,8 +159,9 @@ def check_black_box(black: list[tuple[str, float, float]], skipped: str = "") ->
     gain, name, before, after = max((pts(b - a), n, b, a) for n, b, a in black)
     detail = (f"{name} takes the accuracy from {100 * before:.1f} % to {100 * after:.1f} %"
               + (f"; {skipped}" if skipped else ""))
-    return Check(5, "black-box", q, gain, f"{gain:+.1f} pts", "gain <= 1 pt (warn <= 3)", grade(gain, 1.0, 3.0),
-                 detail)
+    interval = share_interval(before - after, n)
+    return Check(5, "black-box", q, gain, f"{gain:+.1f} pts", "gain <= 1 pt (warn <= 3)",
+                 noisy_grade(gain, interval, 1.0, 3.0), with_noise(detail, interval, n), interval)
 
 
 def zero_gradient_fraction(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -122,10 +181,12 @@ def zero_gradient_fraction(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
 
 def check_zero_gradient(fraction: float, zero: int, nonfinite: int, n: int) -> Check:
     value = round(100.0 * fraction, 2)
+    interval = share_interval(fraction, n)
+    status = "pass" if value < 1 else "warn" if value < 5 else "fail"
     return Check(6, "zero-gradient", "under 1 % of images have a zero or non-finite input gradient of the CE loss",
-                 value, f"{value:.1f} %", "< 1 % (warn < 5 %)",
-                 "pass" if value < 1 else "warn" if value < 5 else "fail",
-                 f"{zero} zero and {nonfinite} non-finite of {n} images (AutoAttack's check)")
+                 value, f"{value:.1f} %", "< 1 % (warn < 5 %)", status,
+                 with_noise(f"{zero} zero and {nonfinite} non-finite of {n} images (AutoAttack's check)", interval,
+                            n, "%"), interval)
 
 
 @torch.no_grad()

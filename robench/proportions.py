@@ -1,0 +1,63 @@
+"""95 % intervals for accuracies and for differences of accuracies measured on n images.
+
+An accuracy on n images is a binomial proportion k/n. :func:`wilson` is its Wilson score interval
+(Wilson 1927; recommended over the normal "±" interval by Brown, Cai & DasGupta 2001), which stays
+in [0, 1] and is sensible at 0 and 1. :func:`newcombe` is the interval of a difference p₁ − p₂ of two
+such proportions built from their Wilson intervals (Newcombe 1998, "Interval estimation for the
+difference between independent proportions", method 10). Two attacks on the *same* images are
+paired, not independent; Newcombe's interval ignores the pairing and so is the wider, cautious one.
+
+The audit (:mod:`robench.evaluation.audit_checks`) grades with them; the report's tables
+(:mod:`robench.report.intervals`) print them.
+"""
+
+from __future__ import annotations
+
+import math
+
+Z95 = 1.959963984540054
+"""The two-sided 95 % quantile of the standard normal distribution."""
+SMALL_SAMPLE = 100
+"""At n ≤ 100 images one image moves an accuracy by at least one point: results say so."""
+
+
+def wilson(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """(low, high) of the Wilson score interval of ``k`` successes in ``n`` trials, as fractions in [0, 1].
+
+    low/high = (p + z²/2n ∓ z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n), p = k/n.
+    """
+    if n <= 0:
+        raise ValueError(f"wilson: n must be positive, got {n}")
+    p = k / n
+    denominator = 1.0 + z * z / n
+    centre = (p + z * z / (2.0 * n)) / denominator
+    half = z * math.sqrt(max(p * (1.0 - p), 0.0) / n + z * z / (4.0 * n * n)) / denominator
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def newcombe(p1: float, p2: float, n: int, n2: int | None = None, z: float = Z95) -> tuple[float, float]:
+    """(low, high) of the 95 % interval of p₁ − p₂, p₁ on ``n`` trials and p₂ on ``n2`` (default ``n``)
+    (Newcombe's method 10).
+
+    With (l₁, u₁), (l₂, u₂) the Wilson intervals of p₁ and p₂:
+    low = d − √((p₁ − l₁)² + (u₂ − p₂)²), high = d + √((u₁ − p₁)² + (p₂ − l₂)²), d = p₁ − p₂.
+    """
+    n2 = n if n2 is None else n2
+    l1, u1 = wilson(p1 * n, n, z)
+    l2, u2 = wilson(p2 * n2, n2, z)
+    d = p1 - p2
+    return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+def noise_points(n: int) -> float:
+    """The widest 95 % Wilson half-width on ``n`` images (at p = ½), in percentage points."""
+    low, high = wilson(n / 2.0, n)
+    return 100.0 * (high - low) / 2.0
+
+
+def small_sample_note(n: int) -> str:
+    """A one-line warning for n ≤ :data:`SMALL_SAMPLE` images, else ``""``."""
+    if n > SMALL_SAMPLE:
+        return ""
+    return (f"n = {n}: one image is {100.0 / n:.1f} pts and differences under {noise_points(n):.1f} pts are "
+            f"within noise")
