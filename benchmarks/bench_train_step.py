@@ -3,14 +3,33 @@
 One full SGD step (forward, objective, backward, gradient clipping where the loss uses it,
 optimiser step) on a fixed random batch. All configurations of a table are built in this
 one process and timed in interleaved repeats (so drifts in machine load hit all alike);
-the table reports the median step time and its ratio to ``ce``.
+the table reports the median step time, its ratio to ``ce``, and where the step's time goes:
+
+* ``forward``: the model's forward pass (for the penalties, under ``torch.func.vjp``, with
+  the batch-statistics bookkeeping of :func:`robench.losses.input_gradients.forward_with_vjp`);
+* ``rows``: the loss on z plus, for the penalties, the input gradients (the vmap'ed VJP: the
+  D Jacobian rows for ``jacobian`` exact and ``cross-lipschitz``, K for projections, one for
+  ``input-grad``) and the penalty on them;
+* ``backward``: ``loss.backward()``, which for the penalties is the double backward through
+  the rows as well as the ordinary backward of CE;
+* ``opt``: gradient clipping and the optimiser step.
+
+Each phase is the median over repeats of its mean over the steps of a repeat, so the phases
+need not add up exactly to the step's median. The phases are the penalties' ``objective``
+taken apart (``forward_with_vjp``, then CE + λ·penalty); on CPU every op is synchronous, so
+timing them with ``time.perf_counter`` (or ``--clock cpu``: the process's CPU time, steadier
+on a machine that others load) is exact.
 
     python benchmarks/bench_train_step.py [--table gccs|defenses|all] [--repeats 5] [--steps 5]
+        [--compare-plain] [--clock wall|cpu] [--threads N]
 
 * ``gccs``: small-cnn with ``gccs`` vs ``ce`` for D = 10 (1x28x28) and D = 100 (3x32x32),
   plus the loss call alone (forward + backward of the loss on a fixed z).
 * ``defenses``: small-cnn and resnet18 (width 0.25), 1x28x28, D = 10, for ``ce``, ``gccs``,
-  ``jacobian`` (exact and K = 1 projection), ``input-grad`` and ``cross-lipschitz``.
+  ``input-grad``, ``jacobian`` (K = 1 projection and exact) and ``cross-lipschitz``.
+  ``--compare-plain`` adds each penalty computed with autograd's own formulas
+  (``forward_with_vjp(rewrite=False)``, the layer rewrites of
+  :mod:`robench.losses.input_gradients` off), in the same interleaved repeats.
 """
 
 from __future__ import annotations
@@ -23,11 +42,16 @@ import torch
 
 from robench.allocator import tune_cpu_allocator
 from robench.losses import LOSSES, build_loss
+from robench.losses import input_gradients
 from robench.models import build_model
+
+PHASES = ("forward", "rows", "backward", "opt")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def make_step(loss_name: str, hyper: dict, model_name: str, options: dict, num_classes: int, channels: int,
-              size: int, batch_size: int):
+              size: int, batch_size: int, rewrite: bool = True, clock=time.perf_counter):
+    """(step, loss_only): ``step()`` runs one training step and returns its phase times (see PHASES)."""
     torch.manual_seed(0)
     model = build_model(model_name, in_channels=channels, image_size=(size, size), num_classes=num_classes,
                         mean=(0.5,) * channels, std=(0.25,) * channels, options=options)
@@ -36,14 +60,26 @@ def make_step(loss_name: str, hyper: dict, model_name: str, options: dict, num_c
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-3)
     x = torch.rand(batch_size, channels, size, size)
     y = torch.randint(0, num_classes, (batch_size,))
+    penalised = hasattr(loss_fn, "penalty")
 
-    def step():
-        loss, _ = loss_fn.objective(model, x, y)
+    def step() -> tuple[float, ...]:
+        t0 = clock()
+        if penalised:  # loss_fn.objective(model, x, y), phase by phase
+            z, vjps = input_gradients.forward_with_vjp(model, x, rewrite=rewrite)
+            t1 = clock()
+            loss = loss_fn(z, y) + loss_fn.reg_weight * loss_fn.penalty(z, y, vjps)
+        else:
+            z = model(x)
+            t1 = clock()
+            loss = loss_fn(z, y)
+        t2 = clock()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        t3 = clock()
         if clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
+        return t1 - t0, t2 - t1, t3 - t2, clock() - t3
 
     z = (torch.randn(batch_size, num_classes) * 5).requires_grad_()
 
@@ -53,46 +89,59 @@ def make_step(loss_name: str, hyper: dict, model_name: str, options: dict, num_c
     return step, loss_only
 
 
-def timed(fn, steps: int) -> float:
+def timed(fn, steps: int, clock=time.perf_counter) -> float:
     fn()
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(steps):
         fn()
-    return (time.perf_counter() - t0) / steps
+    return (clock() - t0) / steps
 
 
-def run_table(title: str, cases: dict, repeats: int, steps: int, with_loss_only: bool) -> None:
+def timed_phases(step, steps: int) -> list[float]:
+    """Mean phase times over ``steps`` steps (after one untimed step)."""
+    step()
+    runs = [step() for _ in range(steps)]
+    return [sum(run[i] for run in runs) / steps for i in range(len(PHASES))]
+
+
+def run_table(title: str, cases: dict, repeats: int, steps: int, with_loss_only: bool, clock=time.perf_counter) -> None:
     """``cases``: label -> make_step kwargs; the first label is the baseline (ratio 1)."""
-    fns = {label: make_step(**kwargs) for label, kwargs in cases.items()}
+    fns = {label: make_step(**kwargs, clock=clock) for label, kwargs in cases.items()}
     times: dict[str, list[float]] = {label: [] for label in fns}
+    phases: dict[str, list[list[float]]] = {label: [] for label in fns}
     loss_times: dict[str, list[float]] = {label: [] for label in fns}
     for _ in range(repeats):
         for label, (step, loss_only) in fns.items():
-            times[label].append(timed(step, steps))
+            split = timed_phases(step, steps)
+            phases[label].append(split)
+            times[label].append(sum(split))
             if with_loss_only:
-                loss_times[label].append(timed(loss_only, steps))
+                loss_times[label].append(timed(loss_only, steps, clock))
     base = statistics.median(times[next(iter(fns))])
     print(f"\n{title}")
-    header = f"{'configuration':<44} {'step ms':>9} {'x ce':>6}" + (f" {'loss-only ms':>13}" if with_loss_only else "")
+    header = (f"{'configuration':<52} {'step ms':>9} {'x ce':>6} {'spread':>11}"
+              + "".join(f" {p + ' ms':>11}" for p in PHASES) + (f" {'loss-only ms':>13}" if with_loss_only else ""))
     print(header)
     for label in fns:
         med = statistics.median(times[label])
-        row = f"{label:<44} {med * 1e3:>9.2f} {med / base:>6.2f}"
+        spread = f"{min(times[label]) / base:.2f}-{max(times[label]) / base:.2f}"
+        row = f"{label:<52} {med * 1e3:>9.1f} {med / base:>6.2f} {spread:>11}"
+        row += "".join(f" {statistics.median(run[i] for run in phases[label]) * 1e3:>11.1f}" for i in range(len(PHASES)))
         if with_loss_only:
             row += f" {statistics.median(loss_times[label]) * 1e3:>13.3f}"
         print(row)
 
 
-def gccs_tables(batch_size: int, repeats: int, steps: int) -> None:
+def gccs_tables(batch_size: int, repeats: int, steps: int, clock) -> None:
     for d, c, s in [(10, 1, 28), (100, 3, 32)]:
         common = dict(model_name="small-cnn", options={}, num_classes=d, channels=c, size=s, batch_size=batch_size)
         cases = {f"small-cnn D={d} {c}x{s}x{s} ce": dict(loss_name="ce", hyper={}, **common),
                  f"small-cnn D={d} {c}x{s}x{s} gccs": dict(loss_name="gccs", hyper={}, **common)}
-        run_table(f"gccs vs ce, D = {d}", cases, repeats, steps, with_loss_only=True)
+        run_table(f"gccs vs ce, D = {d}", cases, repeats, steps, with_loss_only=True, clock=clock)
 
 
-def defense_tables(batch_size: int, repeats: int, steps: int) -> None:
-    losses = [("ce", {}), ("gccs", {}), ("jacobian", {}), ("jacobian", {"projections": 1}), ("input-grad", {}),
+def defense_tables(batch_size: int, repeats: int, steps: int, compare_plain: bool, clock) -> None:
+    losses = [("ce", {}), ("gccs", {}), ("input-grad", {}), ("jacobian", {"projections": 1}), ("jacobian", {}),
               ("cross-lipschitz", {})]
     for model_name, options in [("small-cnn", {}), ("resnet18", {"width": 0.25})]:
         common = dict(model_name=model_name, options=options, num_classes=10, channels=1, size=28,
@@ -102,8 +151,10 @@ def defense_tables(batch_size: int, repeats: int, steps: int) -> None:
             label = f"{model_name}{' w0.25' if options else ''} {name}" + (" K=1" if hyper else " (exact)" *
                                                                           (name == "jacobian"))
             cases[label] = dict(loss_name=name, hyper=hyper, **common)
+            if compare_plain and name not in ("ce", "gccs"):
+                cases[f"{label}, autograd formulas"] = dict(loss_name=name, hyper=hyper, rewrite=False, **common)
         run_table(f"defenses, {model_name} {options or ''}, D = 10, 1x28x28 (targets: input-grad <= 3x, "
-                  f"jacobian K=1 <= 3x, exact jacobian and cross-lipschitz <= 13x)", cases, repeats, steps, False)
+                  f"jacobian K=1 <= 3x, exact jacobian and cross-lipschitz <= 8x)", cases, repeats, steps, False, clock)
 
 
 def main() -> None:
@@ -113,6 +164,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall: time.perf_counter; cpu: the process's CPU time (all threads)")
+    parser.add_argument("--compare-plain", action="store_true",
+                        help="also time each penalty with autograd's own formulas (forward_with_vjp(rewrite=False))")
     parser.add_argument("--keep-malloc", action="store_true",
                         help="leave glibc's allocator as it is (robench.allocator, which train and sweep apply)")
     args = parser.parse_args()
@@ -120,11 +175,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     allocator = "glibc default" if args.keep_malloc or not tune_cpu_allocator() else "heap reuse (robench.allocator)"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}, batch {args.batch_size}, "
-          f"median of {args.repeats} interleaved repeats x {args.steps} steps")
+          f"median of {args.repeats} interleaved repeats x {args.steps} steps, {args.clock} clock; "
+          f"spread: fastest-slowest repeat / the ce median")
+    clock = CLOCKS[args.clock]
     if args.table in ("gccs", "all"):
-        gccs_tables(args.batch_size, args.repeats, args.steps)
+        gccs_tables(args.batch_size, args.repeats, args.steps, clock)
     if args.table in ("defenses", "all"):
-        defense_tables(args.batch_size, args.repeats, args.steps)
+        defense_tables(args.batch_size, args.repeats, args.steps, args.compare_plain, clock)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ normalises this batch, without the O(1/B) coupling between images through the ba
 statistics). This is the per-image Jacobian the penalties are defined on, and it avoids
 back-propagating twice through the statistics, which made the exact Jacobian penalty
 several times slower. The running statistics are updated as usual.
+
+Rewritten layers (``rewrite``, on by default): :mod:`robench.losses.layer_rewrites`.
 """
 
 from __future__ import annotations
@@ -27,37 +29,45 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import vjp, vmap
 
+from robench.losses.layer_rewrites import ConvBN, RewrittenLayers
+
 VJP = Callable[[torch.Tensor], torch.Tensor]
+REWRITE_LAYERS = True
+"""The default of :func:`forward_with_vjp`'s ``rewrite``."""
 
 
-def _constant_statistics_forward(bn: nn.modules.batchnorm._BatchNorm, record: list):
+def _constant_statistics_forward(bn: nn.modules.batchnorm._BatchNorm, record: list, layers: RewrittenLayers | None):
     """A training-mode BN forward with the batch statistics as constants; records them."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        dims = [0, *range(2, x.dim())]
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        mean = x.detach().mean(dims)
-        var = x.detach().var(dims, unbiased=False)
+        mean, var = torch.batch_norm_update_stats(x.detach(), None, None, 0.0)  # biased variance
         record.append((bn, mean, var, x.numel() // x.shape[1]))
         scale = torch.rsqrt(var + bn.eps)
         if bn.affine:
             scale = scale * bn.weight
         shift = -mean * scale + (bn.bias if bn.affine else 0)
+        conv = layers.convs.get(id(x)) if layers is not None else None
+        if conv is not None and conv[0] is x:
+            return ConvBN.apply(*conv[1:4], scale, shift, x.detach(), conv[4])
+        shape = [1, -1] + [1] * (x.dim() - 2)
         return x * scale.view(shape) + shift.view(shape)
 
     return forward
 
 
 @contextlib.contextmanager
-def _constant_batch_statistics(model: nn.Module, record: list) -> Iterator[None]:
+def _constant_batch_statistics(model: nn.Module, record: list, layers: RewrittenLayers | None) -> Iterator[None]:
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
     for bn in norms:
-        bn.forward = _constant_statistics_forward(bn, record)
+        bn.forward = _constant_statistics_forward(bn, record, layers)
     try:
-        yield
+        with layers if layers is not None else contextlib.nullcontext():
+            yield
     finally:
         for bn in norms:
             del bn.forward
+        if layers is not None:
+            layers.convs.clear()
 
 
 @torch.no_grad()
@@ -71,21 +81,24 @@ def _update_running_statistics(record: list) -> None:
         bn.running_var.lerp_(var * n / max(n - 1, 1), momentum)
 
 
-def forward_with_vjp(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+def forward_with_vjp(model: nn.Module, x: torch.Tensor,
+                     rewrite: bool | None = None) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """z = model(x) (B, D) and ``vjps(cotangents (K, B, D)) -> input gradients (K, B, *x.shape[1:])``.
 
     ``vjps(c)[k, b] = Σ_d c[k, b, d] · ∂z_bd/∂x_b``; with c the standard basis (K = D) it is
     the Jacobian. Both z and the gradients are differentiable with respect to the model's
-    parameters. Dropout and shake-shake draw once, in this single forward pass.
+    parameters. Dropout and shake-shake draw once, in this single forward pass. ``rewrite``
+    (default :data:`REWRITE_LAYERS`): run the layers as the Functions above; False: as they are.
     """
     record: list = []
+    layers = RewrittenLayers() if (REWRITE_LAYERS if rewrite is None else rewrite) else None
 
     def run(inputs: torch.Tensor):
         out = model(inputs)
         # the batch statistics leave the transform as auxiliary outputs (unwrapped by vjp)
         return out, [(mean, var) for _, mean, var, _ in record]
 
-    with _constant_batch_statistics(model, record):
+    with _constant_batch_statistics(model, record, layers):
         z, vjp_fn, stats = vjp(run, x, has_aux=True)
     _update_running_statistics([(bn, mean, var, n) for (bn, _, _, n), (mean, var) in zip(record, stats)])
 
