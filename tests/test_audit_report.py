@@ -157,11 +157,16 @@ def test_robustness_markdown_defines_the_share_and_labels_scale(dirs):
     root, _ = dirs["audited"]
     text = (root / "robustness.md").read_text()
     assert SCALE in text.splitlines()[2]
-    assert "## fashion-mnist small-cnn — relative ε_c = 0.1, 200 test images" in text
-    assert ("| GCCS - regular training (mean of 2 seeds) | 91.00 | 62.00 | 67.00 | PGD-5 DLR 22.00 | **17.00** | "
+    # issue 18: the section names its norm, and every accuracy carries its 95 % Wilson interval
+    assert "## fashion-mnist small-cnn — L∞, relative ε_c = 0.1, 200 test images" in text
+    assert ("| GCCS - regular training (mean of 2 seeds) | 91.00 [87.8, 93.4] | 62.00 [57.2, 66.6] | "
+            "67.00 [62.2, 71.4] | PGD-5 DLR 22.00 [18.2, 26.3] | **17.00 [13.6, 21.0]** | "
             "27.4 % | **fail** (large-eps, attack-loss; warn: convergence) |") in text
-    assert ("| cross-entropy (no defense) | 88.00 | 10.00 | 15.00 | APGD-CE 8.00 | **7.00** | 70.0 % | "
-            "**pass** |") in text
+    assert ("| cross-entropy (no defense) | 88.00 [82.8, 91.8] | 10.00 [6.6, 14.9] | 15.00 [10.7, 20.6] | "
+            "APGD-CE 8.00 [5.0, 12.6] | **7.00 [4.2, 11.4]** | 70.0 % | **pass** |") in text
+    assert "- Differences below ≈ 6.9 pts are within noise at n = 200" in text
+    assert ("overlap, so this sample does not tell them apart: GCCS - regular training / Jacobian reg. - "
+            "fine-tuning.") in text
     assert "**Surviving share** = worst case / protocol PGD-5 × 100" in text
     assert "input-grad" not in text and "Input gradient" not in text  # not audited
 
@@ -175,12 +180,15 @@ def test_audit_matrix_and_legend_come_from_the_json(dirs):
     row = next(line for line in text.splitlines() if line.startswith("| fm-gccs-s0 "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:4] == ["fm-gccs-s0", "GCCS - regular training", "fashion-mnist small-cnn", "relative 0.1"]
-    assert cells[4:] == ["pass (0.1 pts)", "fail (0.2 pts)", "warn (0.3 pts)", "fail (0.4 pts)", "pass (0.5 pts)",
-                         "pass (0.6 pts)", "pass (0.7 pts)", "**fail**"]
+    # issue 18: at n = 200 every difference below ≈ 6.9 pts (the widest 95 % Wilson half-width) is within noise
+    assert cells[4:] == [f"{status} ({0.1 * i:.1f} pts, within noise)" for i, status in
+                         enumerate(["pass", "fail", "warn", "fail", "pass", "pass", "pass"], start=1)] + ["**fail**"]
     ce = next(line for line in text.splitlines() if line.startswith("| fm-ce "))
     assert "| skipped |" in ce
     assert "2. **large-eps**: question 2 (large-eps). Threshold: threshold-2 <= 2." in text
-    assert "- fm-gccs-s0, check 2 large-eps: fail, 0.2 pts; detail 2" in text
+    assert "- fm-gccs-s0, check 2 large-eps: fail, 0.2 pts; detail 2; within noise at this n" in text
+    assert "Noise: at n = 200 images a single accuracy's 95 % Wilson interval is up to ±6.9 pts." in text
+    assert "⚠" not in text  # n = 200 > 100: no small-sample warning
     assert SCALE in text
 
 
@@ -189,9 +197,10 @@ def test_table1_mentions_the_verdicts(dirs):
     text = (root / "table1.md").read_text()
     section = text[text.index("## Robustness audit"):]
     assert "[robustness.md](robustness.md)" in section and "[audit.md](audit.md)" in section
-    assert "| Method | fashion-mnist small-cnn (relative ε_c = 0.1) |" in section
-    assert "| GCCS - regular training | 17.00 (PGD-5 62.00, fail) |" in section
-    assert "| Jacobian reg. - fine-tuning | 25.00 (PGD-5 30.00, pass) |" in section
+    # issue 18: the column names its norm; the worst case carries its 95 % Wilson interval
+    assert "| Method | fashion-mnist small-cnn (L∞, relative ε_c = 0.1) |" in section
+    assert "| GCCS - regular training | 17.00 [13.6, 21.0] (PGD-5 62.00, fail) |" in section
+    assert "| Jacobian reg. - fine-tuning | 25.00 [19.5, 31.4] (PGD-5 30.00, pass) |" in section
     assert text.index("| Input gradient reg. - regular training |") < text.index("## Robustness audit")
 
 
@@ -255,3 +264,55 @@ def test_worst_falls_back_to_the_json_without_a_worst_row(tmp_path, dirs):
     assert _robustness(root)[("gccs", "regular")].worst_from == "attacks.csv"
     assert "Worst case taken from audit.json (no matching `worst` row in attacks.csv): cross-entropy (no defense)." \
         in (root / "robustness.md").read_text()
+
+
+def _wilson(k, n, z=1.959963984540054):
+    """The Wilson score interval written out by hand (Wilson 1927), in %."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return 100 * (centre - half), 100 * (centre + half)
+
+
+def test_robustness_intervals_are_wilson_of_the_pooled_counts(dirs):
+    rows = _robustness(dirs["audited"][0])
+    gccs, ce = rows[("gccs", "regular")], rows[("ce", "regular")]
+    # two seeds of 200 images: worst rows 0.15 and 0.19 -> 30 + 38 of 400; clean 0.90, 0.92 -> 180 + 184 of 400
+    assert (gccs.worst_accuracy_low, gccs.worst_accuracy_high) == pytest.approx(_wilson(68, 400), abs=1e-4)
+    assert (gccs.clean_accuracy_low, gccs.clean_accuracy_high) == pytest.approx(_wilson(364, 400), abs=1e-4)
+    assert (ce.protocol_pgd_low, ce.protocol_pgd_high) == pytest.approx(_wilson(20, 200), abs=1e-4)
+    assert (ce.strongest_accuracy_low, ce.strongest_accuracy_high) == pytest.approx(_wilson(16, 200), abs=1e-4)
+    for row in rows.values():
+        assert row.norm == "Linf"
+        for column in ("clean_accuracy", "protocol_pgd", "protocol_tgsm", "strongest_accuracy", "worst_accuracy"):
+            low, value, high = getattr(row, f"{column}_low"), getattr(row, column), getattr(row, f"{column}_high")
+            assert low <= value <= high
+
+
+def test_small_audits_warn_that_one_image_is_points(tmp_path, dirs):
+    root = shutil.copytree(dirs["audited"][0], tmp_path / "copy")
+    for path in root.glob("runs/*/audit.json"):
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps(dict(data, n=50)))
+    write_report(root)
+    warning = "**⚠ n = 50: one image is 2.0 points of accuracy, and differences below ≈ 13.4 points are within noise.**"
+    assert warning in (root / "audit.md").read_text()
+    assert warning in (root / "robustness.md").read_text()
+
+
+def test_fig7_bars_carry_values_and_the_title_fits(dirs, monkeypatch):
+    import robench.report.worst_case_figure as module
+
+    figures = []
+    monkeypatch.setattr(module, "figure_files", lambda fig, root, stem: figures.append(fig) or {})
+    results = load_results(dirs["audited"][0])
+    from robench.report.robustness import robustness_rows
+
+    module.worst_case_figure(results, robustness_rows(results))
+    (fig,) = figures
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    texts = {t.get_text() for t in ax.texts}
+    assert {"62.0", "17.0", "10.0", "7.0", "30.0", "25.0", "fail", "pass"} <= texts
+    title = fig._suptitle.get_text()
+    assert max(len(line) for line in title.splitlines()) <= fig.get_figwidth() * 12
+    assert "attack loss ce" in " ".join(t.get_text() for t in fig.legends[0].get_texts())

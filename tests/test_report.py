@@ -1,7 +1,10 @@
 """Report: Table I and Figs. 2-6 from a synthetic results directory (no model, no data)."""
 
+import dataclasses
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -256,3 +259,222 @@ def test_errors_are_one_line(tmp_path, results_dir):
     with pytest.raises(RobenchError) as exc:
         write_report(root)
     assert "cannot read" in _one_line(exc)
+
+
+# --- issue 18: intervals, reports from a bare attacks CSV, norms kept apart --------------------------------
+
+
+def _wilson(k, n, z=1.959963984540054):
+    """The Wilson score interval written out by hand (Wilson 1927), as fractions."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def test_wilson_interval_against_hand_computed_values():
+    from robench.proportions import noise_points, wilson
+    from robench.report.intervals import interval_text, small_sample_warning
+
+    # 87 of 100, z = 1.96: p = 0.87, z²/n = 0.038416, centre = (0.87 + 0.019208) / 1.038416 = 0.856313,
+    # half = 1.96 · √(0.87 · 0.13 / 100 + 3.8416 / 40000) / 1.038416 = 1.96 · 0.0350291 / 1.038416 = 0.066117
+    # so [0.856313 − 0.066117, 0.856313 + 0.066117] = [0.790196, 0.922430], to the 6th digit of the steps
+    assert wilson(87, 100, z=1.96) == pytest.approx((0.790196, 0.922430), abs=3e-6)
+    assert wilson(87, 100, z=1.96) == pytest.approx(_wilson(87, 100, z=1.96), abs=1e-12)
+    # k = 0 and k = n: the interval stays in [0, 1] and has the closed forms [0, z²/(n + z²)] and [n/(n + z²), 1]
+    assert wilson(0, 10, z=1.96) == pytest.approx((0.0, 3.8416 / 13.8416))
+    assert wilson(10, 10, z=1.96) == pytest.approx((10 / 13.8416, 1.0))
+    low, high = wilson(np.array([87, 910]), np.array([100, 1000]))  # vectorised, default z = 1.959964
+    assert low == pytest.approx([0.790196, 0.890658], abs=1e-6) and high == pytest.approx([0.922428, 0.926204], abs=1e-6)
+    assert np.isnan(wilson(np.array([0]), np.array([0]))[0][0])
+    assert noise_points(1000) == pytest.approx(100 * 1.96 * math.sqrt(250 + 0.9604) / 1003.8416, abs=1e-3)
+    assert interval_text(87.0, 79.02, 92.24) == "87.00 [79.0, 92.2]" and interval_text(None, 1, 2) == "–"
+    assert small_sample_warning(101) is None and "one image is 2.0 points" in small_sample_warning(50)
+
+
+def test_table1_interval_pools_the_seeds_test_images(tmp_path):
+    root = tmp_path / "pooled"
+    for name, seed, best in (("ce-s0", 0, 0.90), ("ce-s1", 1, 0.92), ("gccs", 0, 0.87)):
+        loss = "gccs" if name == "gccs" else "ce"
+        _run_json(root / "runs" / name, "mnist", "small-cnn", loss, "regular", seed, {}, best)
+        meta = json.loads((root / "runs" / name / "run.json").read_text())
+        (root / "runs" / name / "run.json").write_text(json.dumps(dict(meta, n_test=500 if loss == "ce" else 100)))
+    write_report(root)
+    table = _table(root).set_index("loss")
+    # ce: 450 + 460 correct of 500 + 500 test images, pooled; gccs: 87 of 100
+    assert (table.loc["ce", "n_test"], table.loc["ce", "n_correct"]) == (1000, 910)
+    assert (table.loc["ce", "accuracy_low"], table.loc["ce", "accuracy_high"]) == pytest.approx((89.0658, 92.6204),
+                                                                                                abs=1e-4)
+    assert (table.loc["gccs", "accuracy_low"], table.loc["gccs", "accuracy_high"]) == pytest.approx((79.0196, 92.2428),
+                                                                                                    abs=1e-4)
+    text = (root / "table1.md").read_text()
+    assert "| GCCS - regular training | 87.00 [79.0, 92.2] |" in text
+    assert "| cross-entropy (no defense) | 91.00 [89.1, 92.6] (n=2) |" in text
+    assert "The 95 % intervals here are up to ±6.6 pts (n = 100, 1000 test images)" in text
+    assert "87.00 [79.0, 92.2]" in (root / "table1.tex").read_text()
+
+
+SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
+
+
+def _bare_rows():
+    """A `robench attack` CSV: fm-ce retrained at one path (two models), fm-gccs elsewhere, PGD in L∞ and L2."""
+    rows = []
+    for run, sha, base in ((RUNS[3], SHA_A, 0.88), (RUNS[3], SHA_B, 0.70), (RUNS[0], SHA_C, 0.90)):
+        for norm, drop in (("Linf", 4.0), ("L2", 1.0)):
+            for eps in (0.0, 0.05, 0.1):
+                row = _attack_row(run, "pgd", eps, round(base * (1 - drop * eps), 2), n=200)
+                rows.append(dict(row, norm=norm, model_sha256=sha, checkpoint=f"runs/x/{run[0]}"))
+    return rows
+
+
+def test_report_from_a_bare_attacks_csv(tmp_path):
+    from robench.report.write import skipped_note
+
+    root = tmp_path / "bare"
+    root.mkdir()
+    write_attack_rows(root / "sweep.csv", _bare_rows())
+    written = write_report(root)
+    assert sorted(p.name for p in written) == ["fig4-pgd.pdf", "fig4-pgd.png", "robustness.csv", "robustness.md"]
+    assert not (root / "table1.csv").exists()
+    table = pd.read_csv(root / "robustness.csv", keep_default_na=False)
+    assert sorted(set(table.label)) == ["fm-ce (aaaaaaaa)", "fm-ce (bbbbbbbb)", "fm-gccs-s0"]  # bound to identities
+    row = table[(table.label == "fm-ce (aaaaaaaa)") & (table.norm == "Linf") & (table.eps == 0.1)].iloc[0]
+    assert (row.n, row.n_correct, row.accuracy) == (200, round(0.53 * 200), pytest.approx(53.0))
+    assert (row.accuracy_low, row.accuracy_high) == pytest.approx(tuple(100 * v for v in _wilson(106, 200)),
+                                                                  abs=1e-4)
+    text = (root / "robustness.md").read_text()
+    assert "From sweep.csv alone: there is no run metadata here" in text and "leaves out Table I" in text
+    assert "| fm-ce (aaaaaaaa) | pgd/native/ce/5x1/independent | 200 | 0 | 88.00 [82.8, 91.8] |" in text
+    assert "| fm-ce (aaaaaaaa) | pgd/native/ce/5x1/independent/L2 | 200 | 0 |" in text
+    # one table per norm, never mixed, each labelled with its norm and ε mode
+    assert text.index("## fashion-mnist small-cnn — ε (L∞, relative: ‖n‖∞ ≤ ε‖x‖∞)") < text.index(
+        "## fashion-mnist small-cnn — ε (L2, relative: ‖n‖₂ ≤ ε‖x‖₂)")
+    assert "skipped Table I" in skipped_note(load_results(root))
+    assert skipped_note(load_results(results_dir_for_note(tmp_path))) is None
+    assert write_report(root / "sweep.csv") == written  # the CSV's path works too, and gives the same files
+    before = {p: p.read_bytes() for p in written}
+    write_report(root)
+    assert all(p.read_bytes() == before[p] for p in written)
+
+
+def results_dir_for_note(tmp_path):
+    root = tmp_path / "with-run"
+    _run_json(root / "only-ce", "mnist", "small-cnn", "ce", "regular", 0, {}, 0.98)
+    return root
+
+
+def test_bare_csv_errors(tmp_path):
+    root = tmp_path / "two"
+    root.mkdir()
+    write_attack_rows(root / "a.csv", _bare_rows())
+    write_attack_rows(root / "b.csv", _bare_rows())
+    with pytest.raises(RobenchError) as exc:
+        write_report(root)
+    assert "several attacks CSVs (a.csv, b.csv)" in _one_line(exc)
+    (tmp_path / "empty-csv").mkdir()
+    write_attack_rows(tmp_path / "empty-csv" / "attacks.csv", [])
+    with pytest.raises(RobenchError) as exc:
+        write_report(tmp_path / "empty-csv")
+    assert "no run.json" in _one_line(exc)
+
+
+def _captured(monkeypatch, module):
+    figures = []
+    monkeypatch.setattr(module, "figure_files", lambda fig, root, stem: figures.append(fig) or {})
+    return figures
+
+
+def test_figures_never_mix_norms(tmp_path, monkeypatch):
+    from robench.report import attack_figures, bare_csv
+
+    root = tmp_path / "norms"
+    for run in (RUNS[0], RUNS[3]):
+        _run_json(root / "runs" / run[0], *run[1:])
+    rows = [dict(r, model_sha256="", checkpoint=r["checkpoint"].replace("runs/x", "runs/fake")) for r in _bare_rows()
+            if r["model_sha256"] != SHA_B]
+    write_attack_rows(root / "attacks.csv", rows)
+    results = load_results(root)
+    linf, _, _ = panel_rows(results.attacks, "fashion-mnist", "small-cnn", "pgd")
+    l2, _, _ = panel_rows(results.attacks, "fashion-mnist", "small-cnn", "pgd", norm="L2")
+    assert {r["norm"] for r in linf} == {"Linf"} and {r["norm"] for r in l2} == {"L2"} and len(linf) == len(l2) == 6
+    figures = _captured(monkeypatch, attack_figures)
+    attack_figures.attack_figure(results, "pgd", "fig4-pgd", "Fig. 4")
+    (fig,) = figures
+    labels = [ax.get_xlabel() for ax in fig.axes if ax.get_visible()]
+    assert labels == ["ε (L∞, relative: ‖n‖∞ ≤ ε‖x‖∞)", "ε (L2, relative: ‖n‖₂ ≤ ε‖x‖₂)"]
+    l2_panel = [ax for ax in fig.axes if ax.get_visible()][1]
+    assert sorted(round(y, 2) for line in l2_panel.get_lines() for y in line.get_ydata()) == sorted(
+        round(100 * r["accuracy"], 2) for r in l2)
+    for ax in fig.axes:
+        assert "attack loss ce" in ax.get_title() and "ce loss" not in ax.get_title()
+
+    bare = tmp_path / "bare-norms"
+    bare.mkdir()
+    write_attack_rows(bare / "attacks.csv", _bare_rows())
+    figures = _captured(monkeypatch, bare_csv)
+    bare_csv.bare_csv_figures(load_results(bare))
+    (fig,) = figures
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_xlabel() for ax in axes] == ["ε (L∞, relative: ‖n‖∞ ≤ ε‖x‖∞)", "ε (L2, relative: ‖n‖₂ ≤ ε‖x‖₂)"]
+    assert [len(ax.get_lines()) for ax in axes] == [3, 3]  # one line per (checkpoint, model_sha256)
+    assert {ln.get_label() for ln in axes[0].get_lines()} == {"fm-ce (aaaaaaaa)", "fm-ce (bbbbbbbb)", "fm-gccs-s0"}
+
+
+def test_figure_layout_shared_latent_scale_and_fitted_jsma_axis(results_dir, monkeypatch):
+    import robench.report.figures as figures_module
+    from robench.report import attack_figures
+    from robench.report.plotting import fitted_ylim
+
+    results = load_results(results_dir)
+    figures = _captured(monkeypatch, figures_module)
+    figures_module.latent_figure(results)
+    (fig,) = figures
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 6 and len({ax.get_xlim() for ax in axes}) == 1 and len({ax.get_ylim() for ax in axes}) == 1
+    assert any(ax.get_xlabel() for ax in axes) and any(ax.get_ylabel() for ax in axes)
+    assert fitted_ylim([87.0, 95.0, 91.2]) == ((85, 97), True)  # at least 10 points, padded
+    assert fitted_ylim([17.0, 88.0]) == ((-2.0, 102.0), False)
+    jsma = [dict(r, accuracy=0.9 - 0.01 * r["eps"], n_correct=str(round((0.9 - 0.01 * r["eps"]) * 1000)), n="1000")
+            for r in results.attacks if r["attack"] == "jsma"]
+    figures = _captured(monkeypatch, attack_figures)
+    tiny = [dataclasses.replace(r, input_shape=(1, 2, 2)) for r in results.runs]  # 4-pixel images, 5 JSMA steps
+    attack_figures.attack_figure(dataclasses.replace(results, attacks=jsma, runs=tiny), "jsma", "fig6-jsma", "Fig. 6")
+    (fig,) = figures
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert axes[0].get_ylim()[0] > 50 and "zoomed" in axes[0].get_ylabel()
+    assert "≤ 4 pixels changed (min of 5 steps, 4 pixels)" in axes[0].get_title().replace("\n", " ")
+    styles = {(ln.get_label(), ln.get_linestyle(), ln.get_marker(), ln.get_markerfacecolor()) for ax in axes
+              for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    regular = [s for s in styles if "regular" in s[0] or "no defense" in s[0]]
+    finetune = [s for s in styles if "fine-tuning" in s[0]]
+    assert {s[1] for s in regular} == {"-"} and {s[1] for s in finetune} == {"--"}
+    assert {s[3] for s in finetune} == {"white"}  # hollow markers: fine-tuning apart from regular in greyscale
+
+
+def test_bare_csv_small_sample_warning_and_identity_labels(tmp_path):
+    from robench.report.bare_csv import identity_labels
+
+    root = tmp_path / "small"
+    root.mkdir()
+    write_attack_rows(root / "attacks.csv", [dict(r, n=50, n_correct=round(r["accuracy"] * 50)) for r in _bare_rows()])
+    write_report(root)
+    text = (root / "robustness.md").read_text()
+    assert "**⚠ n = 50: one image is 2.0 points of accuracy" in text
+    rows = [{"checkpoint": "runs/a/ce", "model_sha256": ""}, {"checkpoint": "runs/b/ce", "model_sha256": SHA_A},
+            {"checkpoint": "runs/b/ce", "model_sha256": SHA_B}, {"checkpoint": "gccs", "model_sha256": SHA_C}]
+    assert identity_labels(rows) == {("gccs", SHA_C): "gccs", ("runs/a/ce", ""): "a/ce",
+                                     ("runs/b/ce", SHA_A): "b/ce (aaaaaaaa)", ("runs/b/ce", SHA_B): "b/ce (bbbbbbbb)"}
+
+
+def test_report_reproduces_the_committed_results_byte_for_byte(tmp_path):
+    """``robench report`` on a committed results directory rewrites every file it wrote, unchanged (the
+    recipe's [report] compare_paper is read back from manifest.json)."""
+    committed = Path(__file__).resolve().parents[1] / "results" / "fashion-mnist-cpu"
+    copy = tmp_path / "fashion-mnist-cpu"
+    shutil.copytree(committed, copy)
+    written = write_report(copy)
+    assert len(written) >= 15 and any(p.name == "table1.md" for p in written)
+    differ = [p.name for p in written if p.read_bytes() != (committed / p.relative_to(copy)).read_bytes()]
+    assert differ == []
+    assert "(paper 92.69)" in (copy / "table1.md").read_text()

@@ -62,11 +62,15 @@ def run(
 
 
 def report(
-    results_dir: Annotated[Path, typer.Argument(help="A results directory written by robench run, e.g. results/quickstart.")],
-    compare_paper: Annotated[bool, typer.Option("--compare-paper", help="Put the paper's Table I numbers beside ours.")]
-    = False,
+    results_dir: Annotated[Path, typer.Argument(
+        help="A results directory written by robench run (e.g. results/quickstart), or an attacks CSV.")],
+    compare_paper: Annotated[bool | None, typer.Option(
+        "--compare-paper/--no-compare-paper", show_default=False,
+        help="Put the paper's Table I numbers beside ours. Default: as the recipe that wrote the directory says "
+             "([report] compare_paper in its manifest.json), else no.")] = None,
 ) -> None:
-    """Rebuild Table I (CSV, Markdown, LaTeX) and Figs. 2-6 from a results directory's CSVs and run metadata."""
+    """Rebuild Table I (CSV, Markdown, LaTeX), Figs. 2-7 and the robustness and audit tables from a results
+    directory, or the figures and a robustness table from a bare attacks CSV (robench attack's --out)."""
     from robench.report.write import write_report
 
     try:

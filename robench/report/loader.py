@@ -5,10 +5,15 @@
 them into :class:`Results`, leaving out (and counting) every result that measured other weights
 than its run's current ``weights_sha256`` (stale) or that belongs to no run of the directory; the
 method names and orders here are shared by every table and figure (the paper's Table I order).
+
+A directory (or a CSV path) holding only an attacks CSV written by ``robench attack`` (no run.json)
+is read too (:attr:`Results.csv_only`): with no runs there is nothing to call a row stale against,
+so every row is kept, bound to its (checkpoint, model_sha256) identity.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,7 +22,8 @@ from pathlib import Path
 from robench.errors import RobenchError
 from robench.evaluation.latent import snapshot_model_sha256
 from robench.evaluation.store import ResultStore
-from robench.results import read_attack_rows
+from robench.models.checkpoints import model_identity
+from robench.results import ATTACK_COLUMNS, LEGACY_HEADERS, read_attack_rows
 
 METHODS = {
     ("gccs", "regular"): "GCCS - regular training",
@@ -68,6 +74,8 @@ class Run:
     variant: str = ""  # the loss hyperparameters telling this run apart from others of its method
     class_names: tuple = ()
     weights_sha256: str = ""  # the identity of its weights: results of other weights are stale
+    n_test: int | None = None  # the test images best_test_accuracy was measured on (None: run.json lacks it)
+    input_shape: tuple = ()  # (channels, height, width) of its images, () where run.json lacks it
 
 
 @dataclass
@@ -84,6 +92,9 @@ class Results:
     audits: list = field(default_factory=list)  # Audit per runs/<run>/audit.json
     left_out: dict = field(default_factory=dict)  # why -> how many rows or files were not shown
     unverified: dict = field(default_factory=dict)  # kind -> how many shown results name no weights (robench 0.1)
+    csv: Path | None = None  # the attacks CSV read (None: none found)
+    csv_only: bool = False  # no run metadata: only the attacks CSV was read (no Table I, Figs. 2-3, audits)
+    report_settings: dict = field(default_factory=dict)  # the [report] table of the recipe in manifest.json
 
 
 def variant_labels(hypers: list[dict], ignore: tuple = ()) -> list[str]:
@@ -127,11 +138,36 @@ def load_runs(root: Path) -> tuple[list[Run], list[str]]:
         for i, label in zip(members, variant_labels([raw[i][1].get("loss_hyper") or {} for i in members])):
             variants[i] = label
     runs = [Run(name=name, dataset=meta["dataset"], model=meta["model"], loss=meta["loss"],
-                training=meta.get("training", "regular"), seed=int(meta["seed"]), hyper=meta.get("loss_hyper") or {},
+                training=meta.get("training", "regular"), seed=int(meta["seed"] or 0), hyper=meta.get("loss_hyper") or {},
                 best=float(meta["best_test_accuracy"]), variant=variant,
-                class_names=tuple(meta.get("class_names") or ()), weights_sha256=meta.get("weights_sha256") or "")
+                class_names=tuple(meta.get("class_names") or ()), weights_sha256=model_identity(meta) or "",
+                n_test=_count(meta.get("n_test")), input_shape=tuple(meta.get("input_shape") or ()))
             for (name, meta), variant in zip(raw, variants)]
     return runs, skipped
+
+
+def _count(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def find_attacks_csv(root: Path) -> Path | None:
+    """The attacks CSV of a directory: ``attacks.csv``, else its one CSV with an attacks header (what
+    ``robench attack --out`` wrote under another name); None if there is none, an error if several."""
+    if (root / "attacks.csv").exists():
+        return root / "attacks.csv"
+    found = []
+    for path in sorted(root.glob("*.csv")):
+        try:
+            with path.open(encoding="utf-8") as fh:
+                header = next(csv.reader([fh.readline()]), [])
+        except (OSError, UnicodeDecodeError):
+            continue
+        if header == ATTACK_COLUMNS or header in LEGACY_HEADERS:
+            found.append(path)
+    if len(found) > 1:
+        raise RobenchError(f"{root} holds several attacks CSVs ({', '.join(p.name for p in found)}); "
+                           "give one of them: robench report DIR/NAME.csv")
+    return found[0] if found else None
 
 
 def load_attacks(path: Path) -> list[dict]:
@@ -148,14 +184,27 @@ def load_attacks(path: Path) -> list[dict]:
 
 
 def load_results(results_dir: str | Path) -> Results:
-    """Read a results directory; a :class:`RobenchError` if it is missing or holds no run.json."""
+    """Read a results directory (or the directory of an attacks CSV given as a path); a :class:`RobenchError`
+    if it is missing or holds neither a run.json nor an attacks CSV with rows."""
     root = Path(results_dir)
+    csv_path = None
+    if root.is_file() and root.suffix == ".csv":
+        root, csv_path = root.parent, root
     if not root.is_dir():
         raise RobenchError(f"results directory {root} " + ("is not a directory" if root.exists() else "does not exist"))
     manifest = read_json_object(root / "manifest.json") if (root / "manifest.json").exists() else {}
+    recipe = manifest.get("recipe") if isinstance(manifest.get("recipe"), dict) else {}
+    settings = recipe.get("report") if isinstance(recipe.get("report"), dict) else {}
     runs, skipped = load_runs(root)
+    csv_path = csv_path or find_attacks_csv(root)
     if not runs and not skipped:
-        raise RobenchError(f"no run.json found in {root} (looked in runs/*/ and */)")
+        attacks = load_attacks(csv_path) if csv_path else []
+        if not attacks:
+            raise RobenchError(f"no run.json found in {root} (looked in runs/*/ and */), and no attacks CSV with rows")
+        unbound = sum(not r["model_sha256"] for r in attacks)
+        return Results(root=root, name=str(manifest.get("name") or root.resolve().name), scale=manifest.get("scale"),
+                       runs=[], skipped=[], attacks=attacks, latent=[], csv=csv_path, csv_only=True,
+                       unverified={"attack rows": unbound} if unbound else {})
     weights = {run.name: run.weights_sha256 for run in runs}
     left_out: dict[str, int] = {}
 
@@ -171,13 +220,14 @@ def load_results(results_dir: str | Path) -> Results:
             return False
         return True
 
-    attacks = [r for r in load_attacks(root / "attacks.csv")
+    attacks = [r for r in (load_attacks(csv_path) if csv_path else [])
                if current(Path(r["checkpoint"]).name, r["model_sha256"], "attack rows")]
     latent = [p for p in sorted((root / "latent").glob("*.safetensors"))
               if current(p.stem, snapshot_model_sha256(p), "latent snapshots")]
     audits = [a for a in load_audits(root) if current(a.run, a.data.get("model_sha256"), "audits")]
     return Results(root=root, name=str(manifest.get("name") or root.resolve().name), scale=manifest.get("scale"),
                    runs=runs, skipped=skipped, attacks=attacks, latent=latent, audits=audits, left_out=left_out,
+                   csv=csv_path, report_settings=settings,
                    unverified={kind: count for kind, count in (
                        ("attack rows", sum(not r["model_sha256"] for r in attacks)),
                        ("latent snapshots", sum(snapshot_model_sha256(p) is None for p in latent)),
