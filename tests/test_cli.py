@@ -147,3 +147,11 @@ def test_train_with_a_penalised_loss_and_inspect_its_gradient_statistics(tmp_pat
 def test_reg_weight_on_a_loss_without_it_is_an_error(tmp_path):
     line = error_line(invoke("train", *SYNTH_ARGS, "--loss", "gccs", "--reg-weight", "1", "--out", tmp_path / "r"))
     assert "no hyper-parameter 'reg_weight'" in line
+
+
+def test_version_prints_the_package_version():
+    from robench.version import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"robench {__version__}"
+    assert __version__.count(".") >= 1 and __version__[0].isdigit()

@@ -140,6 +140,11 @@ def test_audit_table_audits_every_checkpoint_reusing_protocol_rows(tmp_path, mon
     result = run(path)
     assert result.exit_code == 0, result.output
     out = tmp_path / "results" / "tiny"
+    summary = result.output[result.output.index("tiny: done in"):]  # the closing summary
+    assert "trained 3 run(s): synthetic-small-cnn-ce-regular-s0" in summary
+    assert f"new row(s) in {out.relative_to(tmp_path) / 'attacks.csv'}" in summary
+    assert "audited: " in summary and summary.count("synthetic-small-cnn-") >= 6
+    assert f"results: {out.relative_to(tmp_path)}/" in summary and "checkpoints: runs/tiny/" in summary
     reports = {p.parent.name: json.loads(p.read_text()) for p in out.glob("runs/*/audit.json")}
     assert len(reports) == 3
     gccs = reports["synthetic-small-cnn-gccs-regular-s0"]
