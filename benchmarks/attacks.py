@@ -1,7 +1,7 @@
 """Attack speed: robench's native attacks against torchattacks and ART, side by side in one process.
 
     pip install torchattacks            # the peer; not a robench dependency
-    python benchmarks/attacks.py [--checkpoint runs/results/foundation/fashion-mnist-small-cnn-ce]
+    python benchmarks/attacks.py [--checkpoint runs/bench-evaluation/ce]
                                  [--repeats 3] [--jsma-repeats 3] [--threads N]
 
 Tables (median seconds over interleaved repeats, ratios against the peers):
@@ -15,8 +15,9 @@ Tables (median seconds over interleaved repeats, ratios against the peers):
    its fastest batch size (every method warmed up, median of interleaved repeats).
 3. A cumulative sweep over 10 ε values (PGD-5) against a single-ε run on the same images.
 
-The checkpoint defaults to the Fashion-MNIST cross-entropy run of ``results/reproduce.py
-foundation``; any small-cnn Fashion-MNIST run directory works.
+The checkpoint defaults to the Fashion-MNIST cross-entropy run that ``benchmarks/evaluation.py``
+trains (or ``robench train --dataset fashion-mnist --model small-cnn --loss ce --epochs 3
+--train-subset 20000 --out runs/bench-evaluation/ce``); any small-cnn Fashion-MNIST run directory works.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def sweep_table(checkpoint: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="runs/results/foundation/fashion-mnist-small-cnn-ce")
+    parser.add_argument("--checkpoint", default="runs/bench-evaluation/ce")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--jsma-repeats", type=int, default=3, help="repeats of the JSMA table (ART: ~100 s each)")
     parser.add_argument("--threads", type=int, default=None)
@@ -171,8 +172,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     allocator = "glibc default" if args.keep_malloc or not tune_cpu_allocator() else "heap reuse (robench.allocator)"
     if not Path(args.checkpoint, "run.json").exists():
-        raise SystemExit(f"no checkpoint at {args.checkpoint}: run `python results/reproduce.py foundation` "
-                         "or pass --checkpoint RUN_DIR (a small-cnn Fashion-MNIST run)")
+        raise SystemExit(f"no checkpoint at {args.checkpoint}: run `python benchmarks/evaluation.py` (which "
+                         "trains it) or pass --checkpoint RUN_DIR (a small-cnn Fashion-MNIST run)")
     model, meta = load_checkpoint(args.checkpoint)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}, "
           f"checkpoint {args.checkpoint} "
