@@ -15,24 +15,33 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 Z95 = 1.959963984540054
 """The two-sided 95 % quantile of the standard normal distribution."""
 SMALL_SAMPLE = 100
 """At n ≤ 100 images one image moves an accuracy by at least one point: results say so."""
 
 
-def wilson(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson(k, n, z: float = Z95):
     """(low, high) of the Wilson score interval of ``k`` successes in ``n`` trials, as fractions in [0, 1].
 
-    low/high = (p + z²/2n ∓ z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n), p = k/n.
+    low/high = (p + z²/2n ∓ z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n), p = k/n. ``k`` and ``n`` may be
+    arrays (numpy broadcasting; NaN where ``n`` ≤ 0 or is missing); a scalar ``n`` ≤ 0 is an error.
     """
-    if n <= 0:
-        raise ValueError(f"wilson: n must be positive, got {n}")
-    p = k / n
-    denominator = 1.0 + z * z / n
-    centre = (p + z * z / (2.0 * n)) / denominator
-    half = z * math.sqrt(max(p * (1.0 - p), 0.0) / n + z * z / (4.0 * n * n)) / denominator
-    return max(centre - half, 0.0), min(centre + half, 1.0)
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    if n.ndim == 0 and not n > 0:
+        raise ValueError(f"wilson: n must be positive, got {n:g}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.where(n > 0, n, np.nan)
+        p = k / n
+        denominator = 1.0 + z * z / n
+        centre = (p + z * z / (2.0 * n)) / denominator
+        half = z * np.sqrt(np.maximum(p * (1.0 - p), 0.0) / n + z * z / (4.0 * n * n)) / denominator
+        low, high = np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    if low.ndim == 0:
+        return float(low), float(high)
+    return low, high
 
 
 def newcombe(p1: float, p2: float, n: int, n2: int | None = None, z: float = Z95) -> tuple[float, float]:
