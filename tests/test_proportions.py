@@ -54,7 +54,7 @@ def test_difference_checks_use_the_paired_interval():
     assert rise.status == "fail" and rise.measured == 3.0
     assert rise.interval == [round(100 * v, 2) for v in wilson(30, 1000)]
     falling = checks.check_monotone({0.0: 0.9, 0.1: 0.40, 0.2: 0.38}, 1000)
-    assert falling.status == "pass" and falling.interval[1] < 0
+    assert falling.status == "pass" and falling.measured == -2.0 and falling.interval[1] < 0
     gain = checks.check_attack_loss([("pgd-ce", 0.40, "pgd-margin", 0.39)], 1000)
     assert gain.status == "pass" and gain.interval == [round(100 * v, 2) for v in wilson(10, 1000)]
     assert newcombe(0.40, 0.39, 1000)[1] > 0.04  # why not Newcombe: its top alone is past the warn threshold
