@@ -13,10 +13,11 @@ training-mode BN of a convolution's output is folded into that convolution's wei
 backward. The values and gradients are those of autograd's formulas up to float rounding
 (``tests/test_layer_rewrites.py`` compares both in float64); ``rewrite=False`` uses autograd's.
 
-Measured (``benchmarks/bench_train_step.py --table defenses --compare-plain``, small-cnn, 1×28×28,
-batch 128, 2 CPU threads): one training step of the exact Jacobian penalty takes 7.8× a CE step
-with the rewrites and 10.4× without; Cross-Lipschitz 7.2× and 10.2×; input-gradient and K = 1
-Jacobian 2.8× / 2.6× and 2.9× / 2.8×.
+Measured (``benchmarks/bench_train_step.py --table defenses --compare-plain``, batch 128, 1×28×28,
+2 quiet CPU threads): one training step of the exact Jacobian penalty takes 6.8× a CE step with the
+rewrites and 10.9× without on small-cnn (resnet18 width 0.25: 8.8× and 12.8×); Cross-Lipschitz 8.3×
+and 9.9× (9.6× and 13.3×). The one-row penalties (input-gradient, K = 1 Jacobian) gain little or lose
+a little (input-gradient 2.07× vs 1.92× on small-cnn).
 """
 
 from __future__ import annotations
