@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robench.attacks.base import per_image
-from robench.norms import distance, project, random_start, steepest_ascent
+from robench.norms import distance, flat_norm, project, random_start, steepest_ascent
 
 
 @pytest.mark.parametrize("norm", ["Linf", "L2"])
@@ -31,3 +31,13 @@ def test_l2_projection_is_the_radial_one():
     far = x + torch.tensor([0.3, 0.4, 0.0, 0.0]).view(1, 1, 2, 2)  # ‖δ‖₂ = 0.5
     got = project(far, x, torch.tensor(0.25).view(1, 1, 1, 1), "L2")
     assert torch.allclose(got - x, torch.tensor([0.15, 0.2, 0.0, 0.0]).view(1, 1, 2, 2))
+
+
+def test_l2_start_on_the_sphere_for_the_autoattack_family():
+    x = torch.rand(6, 1, 8, 8) * 0.5 + 0.25  # far from the box, so the projection keeps the radius
+    radius = torch.full((6, 1, 1, 1), 0.5)
+    torch.manual_seed(0)
+    on = random_start(x, radius, "L2", on_sphere=True)
+    inside = random_start(x, radius, "L2")
+    assert torch.allclose(flat_norm(on - x).flatten(), torch.full((6,), 0.5), atol=1e-5)
+    assert (flat_norm(inside - x).flatten() < 0.5 - 1e-3).any()

@@ -1,7 +1,8 @@
 """``apgd``: Auto-PGD, L∞ or L2, untargeted (Croce & Hein 2020, ICML, Algorithm 1 and Sec. 3).
 
 Gradient ascent on L (CE, Croce & Hein's DLR or the Carlini–Wagner margin, ``attack_objective``)
-from a random start x⁰ in the ε-ball, with momentum and a per-image step size η that needs no tuning:
+from a random start x⁰ in the ε-ball (L2: on its sphere, as AutoAttack), with momentum and a
+per-image step size η that needs no tuning:
 
 * x¹ = P(x⁰ + η·s(∇L(x⁰))); then for k ≥ 1: zᵏ⁺¹ = P(xᵏ + η·s(∇L(xᵏ))) and
   xᵏ⁺¹ = P(xᵏ + α(zᵏ⁺¹ − xᵏ) + (1 − α)(xᵏ − xᵏ⁻¹)), α = 0.75. P projects onto the ε-ball ∩
@@ -169,7 +170,7 @@ class APGD(Attack):
     def run(self, model, x, y, radius) -> APGDRun:
         """One run from a random start on images x (B, C, H, W) with radii ``radius`` (B, 1, 1, 1)."""
         return auto_pgd(model, x, y, radius, self.step_size * radius.flatten(), self.steps, self.loss, self.norm,
-                        self.rho, self.alpha, start=random_start(x, radius, self.norm))
+                        self.rho, self.alpha, start=random_start(x, radius, self.norm, on_sphere=True))
 
     def __call__(self, model, x, y, eps):
         if not bool((eps > 0).any()):

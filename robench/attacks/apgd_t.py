@@ -71,7 +71,7 @@ class APGDT(Attack):
                 xs, rs = x[idx], radius[idx]
                 run = auto_pgd(model, xs, ranked[idx, rank], rs, self.step_size * rs.flatten(), self.steps, "dlr",
                                self.norm, self.rho, self.alpha, targeted=True, true_labels=y[idx],
-                               start=random_start(xs, rs, self.norm))
+                               start=random_start(xs, rs, self.norm, on_sphere=True))
                 better = run.fooled | (run.loss_best > best_loss[idx])
                 best[idx[better]] = run.x_best[better]
                 best_loss[idx[better]] = run.loss_best[better]
