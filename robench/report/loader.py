@@ -36,8 +36,13 @@ METHODS = {
     ("input-grad", "finetune"): "Input gradient reg. - fine-tuning",
     ("cross-lipschitz", "regular"): "Cross-Lipschitz - regular training",
     ("cross-lipschitz", "finetune"): "Cross-Lipschitz - fine-tuning",
+    ("pgd-at", "regular"): "PGD adversarial training - regular training",
+    ("pgd-at", "finetune"): "PGD adversarial training - fine-tuning",
+    ("trades", "regular"): "TRADES - regular training",
+    ("trades", "finetune"): "TRADES - fine-tuning",
 }
-"""(loss, training) -> row label, in the paper's Table I order (ce fine-tuning is ours, not the paper's)."""
+"""(loss, training) -> row label, in the paper's Table I order, then the adversarial-training controls
+(ce fine-tuning and the controls are ours, not the paper's)."""
 
 DATASET_ORDER = ("mnist", "fashion-mnist", "svhn", "cifar10", "cifar100")
 MODEL_ORDER = ("small-cnn", "resnet18", "shake-shake-26-2x96d", "shake-shake-26-2x112d")

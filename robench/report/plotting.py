@@ -21,10 +21,11 @@ from robench.report.intervals import is_missing
 from robench.report.loader import Results
 
 STYLES = {"gccs": ("tab:red", "o"), "ce": ("black", "s"), "jacobian": ("tab:blue", "^"),
-          "input-grad": ("tab:green", "D"), "cross-lipschitz": ("tab:purple", "v")}
+          "input-grad": ("tab:green", "D"), "cross-lipschitz": ("tab:purple", "v"),
+          "pgd-at": ("tab:orange", "P"), "trades": ("tab:brown", "X")}
 """loss -> (colour, marker); unknown losses get :data:`SPARE_COLOURS` in name order."""
-SPARE_COLOURS = ("tab:orange", "tab:brown", "tab:cyan", "tab:olive", "tab:pink", "tab:gray")
-SPARE_MARKERS = ("P", "X", "*", "h", "<", ">")
+SPARE_COLOURS = ("tab:cyan", "tab:olive", "tab:pink", "tab:gray", "gold", "navy")
+SPARE_MARKERS = ("*", "h", "<", ">", "p", "d")
 CYCLE = tuple(zip(("tab:red", "black", "tab:blue", "tab:green", "tab:purple") + SPARE_COLOURS,
                   ("o", "s", "^", "D", "v") + SPARE_MARKERS))
 """(colour, marker) for lines that are not methods (checkpoints of a bare attacks CSV), in order."""
