@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ METHODS = {
 """(loss, training) -> row label, in the paper's Table I order, then the adversarial-training controls
 (ce fine-tuning and the controls are ours, not the paper's)."""
 
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
 DATASET_ORDER = ("mnist", "fashion-mnist", "svhn", "cifar10", "cifar100")
 MODEL_ORDER = ("small-cnn", "resnet18", "shake-shake-26-2x96d", "shake-shake-26-2x112d")
 
@@ -54,8 +56,12 @@ def method_label(loss: str, training: str, variant: str = "") -> str:
 
 
 def method_order(loss: str, training: str, variant: str = "") -> tuple:
+    """Sort key: Table I's method order, then the variant with its numbers compared as numbers
+    (``mu=2`` before ``mu=10``)."""
     keys = list(METHODS)
-    return (keys.index((loss, training)) if (loss, training) in keys else len(keys), loss, training, variant)
+    natural = tuple((0, float(part), "") if NUMBER.fullmatch(part) else (1, 0.0, part)
+                    for part in re.split(r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)", variant) if part)
+    return (keys.index((loss, training)) if (loss, training) in keys else len(keys), loss, training, natural)
 
 
 def column_order(dataset: str, model: str) -> tuple:
