@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from robench.data import load_dataset
 from robench.training.config import TrainConfig
@@ -40,3 +41,15 @@ def error_line(result):
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     assert "Traceback" not in result.output
     return lines[0]
+
+
+class Counting(nn.Module):
+    """Counts the images a model is run on (forward passes × batch size)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, x):
+        self.images += len(x)
+        return self.model(x)

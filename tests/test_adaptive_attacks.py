@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from test_attacks import D, easy, source  # noqa: F401  (module fixtures: the easy model and a transfer source)
+from conftest import Counting
 from torch import nn
 
 from robench.attacks import (ATTACKS, PGD, attack_backends, attack_objective, build_attack, default_backend)
@@ -86,18 +87,6 @@ def test_native_and_art_pgd_agree_on_dlr(easy):
 
 
 # --- PGD restarts ------------------------------------------------------------------------------------------------
-
-class Counting(nn.Module):
-    """Counts the images a model is run on (forward passes × batch size)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.images = model, 0
-
-    def forward(self, x):
-        self.images += len(x)
-        return self.model(x)
-
 
 def test_pgd_restarts_attack_only_still_robust_images(easy):
     model, x, y = easy

@@ -5,6 +5,7 @@ hand-computed cases, the best iterate, L2 invariants, and the attack strength ag
 import pytest
 import torch
 from test_attacks import D, easy  # noqa: F401  (module fixture: the easy linear model)
+from conftest import Counting
 from torch import nn
 
 from robench.attacks import build_attack, default_backend
@@ -164,18 +165,6 @@ def test_l2_invariants(easy, name):
     assert accuracy(model, x_adv, y) <= clean
     assert accuracy(model, x_adv[eps == 3.0], y[eps == 3.0]) == 0
     assert torch.equal(build_attack(name, norm="L2")(model, x, y, torch.zeros(len(x))), x)
-
-
-class Counting(nn.Module):
-    """Counts the images a model is run on (forward passes × batch size)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.images = model, 0
-
-    def forward(self, x):
-        self.images += len(x)
-        return self.model(x)
 
 
 def test_apgd_restarts_attack_only_still_robust_images(easy):
