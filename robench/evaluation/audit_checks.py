@@ -91,9 +91,8 @@ def difference_interval(a: float, b: float, n: int) -> list[float]:
     interval of the difference. Newcombe's interval for independent samples
     (:func:`robench.proportions.newcombe`) would be ±4 pts wide at 40 % on 1,000 images, wider than the
     thresholds themselves, and no check could ever pass."""
-    gap = a - b
-    low, high = wilson(round(abs(gap) * n), n)
-    return [pts(low), pts(high)] if gap >= 0 else [pts(-high), pts(-low)]
+    low, high = share_interval(abs(a - b), n)
+    return [low, high] if a >= b else [-high, -low]
 
 
 def with_noise(detail: str, interval: list[float], n: int, unit: str = "pts") -> str:
