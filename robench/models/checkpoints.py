@@ -19,6 +19,7 @@ from robench.errors import RobenchError
 from robench.files import file_sha256, load_tensors
 from robench.models.builders import build_model
 from robench.models.classifier import Classifier
+from robench.models.memory_format import place
 from robench.models.run_layout import METADATA, WEIGHTS
 from robench.models.run_schema import validate_run_metadata
 from robench.models.user_models import (IMPORTED, build_user_model, fit_weights, imported_identity)
@@ -98,10 +99,11 @@ def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu", *, 
                                "code only when you say so: pass --trust-code (or trust_code=True)")
         model = build_user_model(meta["factory"], meta.get("factory_args"))
         fit_weights(model, load_tensors(weights), meta["factory"])
+        model.to(device)  # the user's code keeps its layout
     else:
-        model = build_from_metadata(meta)
+        model = place(build_from_metadata(meta), device)
         load_weights(model, weights)
-    return model.to(device).eval(), {**meta, "model_sha256": model_identity(meta, actual)}
+    return model.eval(), {**meta, "model_sha256": model_identity(meta, actual)}
 
 
 def check_compatible(parent: dict, child: dict, parent_path: Path) -> None:

@@ -31,6 +31,7 @@ from robench.errors import RobenchError
 from robench.files import file_sha256
 from robench.losses import LOSSES, build_loss
 from robench.models.checkpoints import (build_from_metadata, check_compatible, load_checkpoint)
+from robench.models.memory_format import place
 from robench.models.run_layout import WEIGHTS
 from robench.progress import EpochProgress, console
 from robench.training.accuracy import accuracy
@@ -90,7 +91,7 @@ def _train(config: TrainConfig, procs: Processes, *, data_dir: str | None, downl
         meta["training"] = "finetune"
         meta["parent"] = {"path": str(config.init), "sha256": file_sha256(Path(config.init) / WEIGHTS),
                           "loss": parent.get("loss")}
-    model.to(dev)
+    place(model, dev)  # channels-last on CPU: same numbers, faster (robench.models.memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     start_epoch = 0
