@@ -21,15 +21,22 @@ timing them with ``time.perf_counter`` (or ``--clock cpu``: the process's CPU ti
 on a machine that others load) is exact.
 
     python benchmarks/bench_train_step.py [--table gccs|defenses|all] [--repeats 5] [--steps 5]
-        [--compare-plain] [--clock wall|cpu] [--threads N]
+        [--compare-plain] [--compare-layout] [--clock wall|cpu] [--threads N]
 
 * ``gccs``: small-cnn with ``gccs`` vs ``ce`` for D = 10 (1x28x28) and D = 100 (3x32x32),
   plus the loss call alone (forward + backward of the loss on a fixed z).
 * ``defenses``: small-cnn and resnet18 (width 0.25), 1x28x28, D = 10, for ``ce``, ``gccs``,
-  ``input-grad``, ``jacobian`` (K = 1 projection and exact) and ``cross-lipschitz``.
+  ``input-grad``, ``jacobian`` (K = 1 projection and exact), ``cross-lipschitz``, ``pgd-at`` and
+  ``trades`` (their inner attack and forward passes are the ``forward`` phase).
   ``--compare-plain`` adds each penalty computed with autograd's own formulas
   (``forward_with_vjp(rewrite=False)``, the layer rewrites of
   :mod:`robench.losses.input_gradients` off), in the same interleaved repeats.
+  ``--compare-layout`` adds each loss with the weights in PyTorch's default NCHW layout.
+
+Models are built as ``robench train`` has them on CPU: convolution weights channels-last
+(:mod:`robench.models.memory_format`), which makes ``ce``, ``pgd-at`` and ``trades`` steps faster and
+leaves the exact penalties' as they were, so the penalties' multiple of a ``ce`` step is higher than
+with NCHW weights at the same time per step.
 """
 
 from __future__ import annotations
@@ -42,25 +49,30 @@ import torch
 
 from robench.allocator import tune_cpu_allocator
 from robench.losses import LOSSES, build_loss
+from robench.losses.base import LatentLoss
 from robench.losses import input_gradients
 from robench.models import build_model
+from robench.models.memory_format import place
 
 PHASES = ("forward", "rows", "backward", "opt")
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def make_step(loss_name: str, hyper: dict, model_name: str, options: dict, num_classes: int, channels: int,
-              size: int, batch_size: int, rewrite: bool = True, clock=time.perf_counter):
+              size: int, batch_size: int, rewrite: bool = True, clock=time.perf_counter, channels_last: bool = True):
     """(step, loss_only): ``step()`` runs one training step and returns its phase times (see PHASES)."""
     torch.manual_seed(0)
     model = build_model(model_name, in_channels=channels, image_size=(size, size), num_classes=num_classes,
                         mean=(0.5,) * channels, std=(0.25,) * channels, options=options)
+    if channels_last:
+        place(model, "cpu")  # as robench train does on CPU
     loss_fn = build_loss(loss_name, num_classes, hyper)
     clip = LOSSES.get(loss_name).grad_clip
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-3)
     x = torch.rand(batch_size, channels, size, size)
     y = torch.randint(0, num_classes, (batch_size,))
     penalised = hasattr(loss_fn, "penalty")
+    adversarial = not penalised and type(loss_fn).objective is not LatentLoss.objective  # pgd-at, trades
 
     def step() -> tuple[float, ...]:
         t0 = clock()
@@ -68,6 +80,9 @@ def make_step(loss_name: str, hyper: dict, model_name: str, options: dict, num_c
             z, vjps = input_gradients.forward_with_vjp(model, x, rewrite=rewrite)
             t1 = clock()
             loss = loss_fn(z, y) + loss_fn.reg_weight * loss_fn.penalty(z, y, vjps)
+        elif adversarial:  # the inner attack and the forward passes of the objective, as one phase
+            loss, _ = loss_fn.objective(model, x, y)
+            t1 = clock()
         else:
             z = model(x)
             t1 = clock()
@@ -140,9 +155,10 @@ def gccs_tables(batch_size: int, repeats: int, steps: int, clock) -> None:
         run_table(f"gccs vs ce, D = {d}", cases, repeats, steps, with_loss_only=True, clock=clock)
 
 
-def defense_tables(batch_size: int, repeats: int, steps: int, compare_plain: bool, clock) -> None:
+def defense_tables(batch_size: int, repeats: int, steps: int, compare_plain: bool, clock,
+                   compare_layout: bool = False) -> None:
     losses = [("ce", {}), ("gccs", {}), ("input-grad", {}), ("jacobian", {"projections": 1}), ("jacobian", {}),
-              ("cross-lipschitz", {})]
+              ("cross-lipschitz", {}), ("pgd-at", {}), ("trades", {})]
     for model_name, options in [("small-cnn", {}), ("resnet18", {"width": 0.25})]:
         common = dict(model_name=model_name, options=options, num_classes=10, channels=1, size=28,
                       batch_size=batch_size)
@@ -151,8 +167,10 @@ def defense_tables(batch_size: int, repeats: int, steps: int, compare_plain: boo
             label = f"{model_name}{' w0.25' if options else ''} {name}" + (" K=1" if hyper else " (exact)" *
                                                                           (name == "jacobian"))
             cases[label] = dict(loss_name=name, hyper=hyper, **common)
-            if compare_plain and name not in ("ce", "gccs"):
+            if compare_plain and name not in ("ce", "gccs", "pgd-at", "trades"):
                 cases[f"{label}, autograd formulas"] = dict(loss_name=name, hyper=hyper, rewrite=False, **common)
+            if compare_layout:
+                cases[f"{label}, NCHW weights"] = dict(loss_name=name, hyper=hyper, channels_last=False, **common)
         run_table(f"defenses, {model_name} {options or ''}, D = 10, 1x28x28 (targets: input-grad <= 3x, "
                   f"jacobian K=1 <= 3x, exact jacobian and cross-lipschitz <= 8x)", cases, repeats, steps, False, clock)
 
@@ -168,6 +186,9 @@ def main() -> None:
                         help="wall: time.perf_counter; cpu: the process's CPU time (all threads)")
     parser.add_argument("--compare-plain", action="store_true",
                         help="also time each penalty with autograd's own formulas (forward_with_vjp(rewrite=False))")
+    parser.add_argument("--compare-layout", action="store_true",
+                        help="also time each loss with the weights in PyTorch's default (NCHW) layout; robench train "
+                             "stores convolution weights channels-last on CPU (robench.models.memory_format)")
     parser.add_argument("--keep-malloc", action="store_true",
                         help="leave glibc's allocator as it is (robench.allocator, which train and sweep apply)")
     args = parser.parse_args()
@@ -181,7 +202,7 @@ def main() -> None:
     if args.table in ("gccs", "all"):
         gccs_tables(args.batch_size, args.repeats, args.steps, clock)
     if args.table in ("defenses", "all"):
-        defense_tables(args.batch_size, args.repeats, args.steps, args.compare_plain, clock)
+        defense_tables(args.batch_size, args.repeats, args.steps, args.compare_plain, clock, args.compare_layout)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ absolute L∞ ε = ``--eps`` and L2 ε = ``--eps-l2``, every attack is called in
    "standard")`` builds its APGD, APGD-T and FAB parts with torchattacks' default of 10 iterations,
    not AutoAttack's 100: it is timed as shipped and again with its parts set to 100 iterations
    (the like-for-like row, ``autoattack-100``, reusing the native ensemble's measurement).
+   Every method runs on the model ``load_checkpoint`` returns — on CPU with its convolution weights
+   channels-last (:mod:`robench.models.memory_format`), which speeds up robench's attacks and the peers'
+   alike. For reference, L∞ ``autoattack-plain`` times torchattacks' standard AutoAttack once more on a
+   copy of the model in PyTorch's default layout, as a model wired up by hand has it.
 2. per checkpoint: the whole ``robench audit`` (``run_audit``, absolute ε grid 0, ε/2, ε, on the same
    images) against torchattacks' standard AutoAttack L∞: seconds and worst-case / robust accuracy,
    with the audit's own per-attack seconds from its CSV.
@@ -36,6 +40,7 @@ Benchmarks are not tests: nothing here asserts; a target not met is reported, no
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -188,7 +193,10 @@ def measure_row(row: Row, model, x, y, eps: float, norm: str, batch_size: int, r
 # ----------------------------------------------------------------------------------------------- the attacks
 
 
-def attack_rows(model, norm: str, eps: float, art_queries: tuple[int, ...], quick: bool) -> list[Row]:
+def attack_rows(model, norm: str, eps: float, art_queries: tuple[int, ...], quick: bool,
+                plain_model=None) -> list[Row]:
+    """The rows for ``model``; ``plain_model``, the same model in PyTorch's default memory layout, for the
+    ``autoattack-plain`` reference row (L∞)."""
     import torchattacks
 
     def native(name: str, **settings) -> Callable[[], Run]:
@@ -212,9 +220,10 @@ def attack_rows(model, norm: str, eps: float, art_queries: tuple[int, ...], quic
             return lambda xb, yb, eb: attack(xb, yb)
         return make
 
-    def peer_autoattack(steps: int | None) -> Callable[[], Run]:
+    def peer_autoattack(steps: int | None, on=None) -> Callable[[], Run]:
         def make() -> Run:
-            attack = torchattacks.AutoAttack(model, norm=norm, eps=eps, version="standard", n_classes=10, seed=0)
+            attack = torchattacks.AutoAttack(on if on is not None else model, norm=norm, eps=eps, version="standard",
+                                             n_classes=10, seed=0)
             if steps is not None:  # torchattacks builds APGD, APGD-T and FAB with its default of 10 iterations
                 for part in attack._autoattack.attacks:
                     if hasattr(part, "steps"):
@@ -239,10 +248,14 @@ def attack_rows(model, norm: str, eps: float, art_queries: tuple[int, ...], quic
         Row("autoattack-100", None, peer_autoattack(100), native_from="autoattack",
             note="torchattacks' parts set to 100 iterations; robench: the autoattack row (not rerun)"),
     ]
+    if plain_model is not None and norm == "Linf":
+        rows.append(Row("autoattack-plain", None, peer_autoattack(None, plain_model), native_from="autoattack",
+                        note="torchattacks as shipped on the model in PyTorch's default layout (NCHW weights), as "
+                             "wired up by hand; robench: the autoattack row (not rerun)"))
     if norm != "Linf":
         rows = [row for row in rows if row.label != "square-1000"]
     if quick:
-        keep = {"apgd-ce", "apgd-t", "square-1000", "autoattack"}
+        keep = {"apgd-ce", "apgd-t", "square-1000", "autoattack", "autoattack-plain"}
         rows = [row for row in rows if row.label in keep]
     return rows
 
@@ -320,12 +333,15 @@ def print_audit_table(label: str, audit: dict, linf: dict[str, dict[str, Result]
     print(f"{'method':<60} {'seconds':>9} {'accuracy':>9} {'s / ta AA s':>12}")
     ta = linf["autoattack"].get("torchattacks") if linf and "autoattack" in linf else None
     ta100 = linf["autoattack-100"].get("torchattacks") if linf and "autoattack-100" in linf else None
+    plain = linf["autoattack-plain"].get("torchattacks") if linf and "autoattack-plain" in linf else None
     native = linf["autoattack"].get("robench") if linf and "autoattack" in linf else None
     worst = report["worst"]
     base = ta.seconds if ta else None
     lines = [("robench audit (whole battery), worst case", audit["seconds"], worst),
              ("torchattacks AutoAttack standard (as shipped, 10-it parts)", ta and ta.seconds, ta and ta.accuracy),
              ("torchattacks AutoAttack standard, parts at 100 it", ta100 and ta100.seconds, ta100 and ta100.accuracy),
+             ("torchattacks AutoAttack standard, default-layout model", plain and plain.seconds,
+              plain and plain.accuracy),
              ("robench native autoattack", native and native.seconds, native and native.accuracy)]
     for name, seconds, acc in lines:
         s = MISSING if seconds is None else f"{seconds:.1f}"
@@ -359,6 +375,10 @@ def print_targets(all_results: dict, audits: dict) -> None:
         if ta100 is not None:
             print(f"   {ckpt}: (for reference: vs AutoAttack with its parts at 100 iterations, {ta100.seconds:.1f} s: "
                   f"{'no more' if audit['seconds'] <= ta100.seconds else 'more'})")
+        plain = all_results[ckpt].get("Linf", {}).get("autoattack-plain", {}).get("torchattacks")
+        if plain is not None:
+            print(f"   {ckpt}: (for reference: vs AutoAttack as shipped on the model in PyTorch's default layout, "
+                  f"{plain.seconds:.1f} s: {'no more' if audit['seconds'] <= plain.seconds else 'more'})")
     print("2. the audit's worst-case accuracy is no higher than AutoAttack's")
     for ckpt, audit in audits.items():
         ta = all_results[ckpt].get("Linf", {}).get("autoattack", {}).get("torchattacks")
@@ -454,7 +474,8 @@ def main() -> None:
         all_results[label] = {}
         for norm in norms:
             eps = args.eps if norm == "Linf" else args.eps_l2
-            rows = attack_rows(model, norm, eps, art_queries, args.quick)
+            plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+            rows = attack_rows(model, norm, eps, art_queries, args.quick, plain)
             if args.only:
                 wanted = set(args.only.split(","))
                 rows = [row for row in rows if row.label in wanted or (row.native_from in wanted)]
