@@ -74,7 +74,10 @@ def robustness_markdown(results: Results, rows: list[dict]) -> str:
         "summed), which describes the images' sampling noise, not the seeds' spread.",
         f"- PGD-{steps} / TGSM-{steps} (protocol): the paper's protocol: cross-entropy attack loss, one random "
         "start, each ε attacked on its own.",
-        "- Strongest single attack: the audit's attack with the lowest accuracy at ε_c.",
+        "- Strongest single attack: the attack with the lowest accuracy at ε_c among those the audit runs on every "
+        "image (its cheap stage). The expensive attacks (strong PGD, APGD, FAB, Square, transfer) see only the "
+        "images still standing after everything before them, so their rows are not single attacks; what they add "
+        "is in the worst case and in audit.md.",
         "- **Worst case** (the headline robust accuracy): an image counts as robust only if it withstood every "
         "attack run on it at ε_c (the `worst` row of attacks.csv; its `source` column lists the attacks). It is "
         "never above any single attack.",
