@@ -472,9 +472,10 @@ def main() -> None:
         print(f"\n=== {path}: {meta['loss']}, clean accuracy on the {n} images {100 * clean:.1f} "
               f"(images sha256 {images_sha256(x_cpu, y_cpu)[:12]})", flush=True)
         all_results[label] = {}
+        # the reference row's copy in PyTorch's default layout (L-inf only): made once per checkpoint
+        plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format) if "Linf" in norms else None
         for norm in norms:
             eps = args.eps if norm == "Linf" else args.eps_l2
-            plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
             rows = attack_rows(model, norm, eps, art_queries, args.quick, plain)
             if args.only:
                 wanted = set(args.only.split(","))

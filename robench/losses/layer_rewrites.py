@@ -14,10 +14,13 @@ backward. The values and gradients are those of autograd's formulas up to float 
 (``tests/test_layer_rewrites.py`` compares both in float64); ``rewrite=False`` uses autograd's.
 
 Measured on 2026-12-01 with NCHW weights (``benchmarks/bench_train_step.py --table defenses
---compare-plain``, batch 128, 1×28×28, 2 quiet CPU threads): one training step of the exact Jacobian penalty takes 6.8× a CE step with the
-rewrites and 10.9× without on small-cnn (resnet18 width 0.25: 8.8× and 12.8×); Cross-Lipschitz 8.3×
-and 9.9× (9.6× and 13.3×). For the one-row penalties (input-gradient, K = 1 Jacobian) the difference is within the
-benchmark's run-to-run noise (input-gradient 2.07× vs 1.92× in one run, 2.06× vs 2.14× in the next).
+--compare-plain``, batch 128, 1×28×28, 2 quiet CPU threads): one training step of the exact Jacobian
+penalty takes 6.8× a CE step with the rewrites and 10.9× without on small-cnn (resnet18 width 0.25:
+8.8× and 12.8×); Cross-Lipschitz 8.3× and 9.9× (9.6× and 13.3×). For the one-row penalties
+(input-gradient, K = 1 Jacobian) the difference is within the benchmark's run-to-run noise
+(input-gradient 2.07× vs 1.92× in one run, 2.06× vs 2.14× in the next). The rewrites assume NCHW
+activations; with channels-last weights (:mod:`robench.models.memory_format`) their flatten, gather
+and scatter copy between layouts, and the exact penalties' step stays at its NCHW time (2026-12-02).
 """
 
 from __future__ import annotations

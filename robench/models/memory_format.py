@@ -3,7 +3,7 @@
 PyTorch's CPU kernels for max-pooling (and, less so, batch norm and convolution) are much faster on
 NHWC ("channels-last") tensors than on NCHW ones: max-pooling a (200, 32, 28, 28) batch takes 2.6 ms
 channels-last and 24 ms NCHW on this project's 2-core machine (torch 2.14), and small-cnn's forward pass
-on 200 Fashion-MNIST images 24-38 ms instead of 72-85 ms. Storing the 4-D convolution weights
+on 200 Fashion-MNIST images 24-44 ms instead of 72-85 ms (three measurements). Storing the 4-D convolution weights
 channels-last makes every activation after the first convolution channels-last; inputs stay as
 given, and gradients with respect to them come back in the inputs' shape.
 
