@@ -34,9 +34,8 @@ on a machine that others load) is exact.
   ``--compare-layout`` adds each loss with the weights in PyTorch's default NCHW layout.
 
 Models are built as ``robench train`` has them on CPU: convolution weights channels-last
-(:mod:`robench.models.memory_format`), which makes ``ce``, ``pgd-at`` and ``trades`` steps faster and
-leaves the exact penalties' as they were, so the penalties' multiple of a ``ce`` step is higher than
-with NCHW weights at the same time per step.
+(:mod:`robench.models.memory_format`), which makes every step faster, and the exact penalties' most
+since the layer rewrites keep the rows channels-last (:mod:`robench.losses.layouts`, 2026-12-02).
 """
 
 from __future__ import annotations

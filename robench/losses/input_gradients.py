@@ -67,7 +67,7 @@ def _constant_batch_statistics(model: nn.Module, record: list, layers: Rewritten
         for bn in norms:
             del bn.forward
         if layers is not None:
-            layers.convs.clear()
+            layers.clear()
 
 
 @torch.no_grad()

@@ -18,9 +18,15 @@ Measured on 2026-12-01 with NCHW weights (``benchmarks/bench_train_step.py --tab
 penalty takes 6.8× a CE step with the rewrites and 10.9× without on small-cnn (resnet18 width 0.25:
 8.8× and 12.8×); Cross-Lipschitz 8.3× and 9.9× (9.6× and 13.3×). For the one-row penalties
 (input-gradient, K = 1 Jacobian) the difference is within the benchmark's run-to-run noise
-(input-gradient 2.07× vs 1.92× in one run, 2.06× vs 2.14× in the next). The rewrites assume NCHW
-activations; with channels-last weights (:mod:`robench.models.memory_format`) their flatten, gather
-and scatter copy between layouts, and the exact penalties' step stays at its NCHW time (2026-12-02).
+(input-gradient 2.07× vs 1.92× in one run, 2.06× vs 2.14× in the next). With channels-last weights
+(:mod:`robench.models.memory_format`) the rows keep the activations' layout (:mod:`robench.losses.layouts`)
+and a ReLU that feeds a max-pool runs after it (:class:`RewrittenLayers`): on 2026-12-02 that took the exact
+Jacobian step from 588 to 432 ms on small-cnn and from 2409 to 1998 ms on resnet18 width 0.25 (one
+after the other, 3 repeats), and the benchmark's interleaved table has the exact Jacobian at 7.44× and
+Cross-Lipschitz at 6.86× a ce step on small-cnn, 10.8× and 10.4× on resnet18. There the convolutions are
+most of both steps and each of the D = 10 rows costs about what a ce step does (an input gradient in the
+rows, a convolution and a weight gradient in the double backward): ~10× is this algorithm's floor on a
+network made of convolutions; the K-projection estimator is the cheaper one.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import Function
 from torch.overrides import TorchFunctionMode
+
+from robench.losses.layouts import (channels_last, flat_spatial, gather_spatial, masked,
+                                     scatter_spatial)
 
 CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
@@ -50,10 +59,18 @@ def _input_grad(g: torch.Tensor, weight: torch.Tensor, shape, geometry) -> torch
     of Wᵀg, on CPU 3× faster than oneDNN's kernel with its few output channels."""
     stride, padding, dilation, groups = geometry
     c_out, k = weight.shape[0], weight[0].numel()
-    if groups == 1 and k <= c_out and g.device.type == "cpu":
-        cols = torch.matmul(weight.reshape(c_out, k).t(), g.flatten(2))
+    if groups == 1 and k <= c_out and g.device.type == "cpu" and (shape[1] == 1 or not channels_last(g)):
+        # (for C_in > 1 fold would return NCHW rows among channels-last ones: oneDNN's kernel keeps the layout)
+        if channels_last(g):  # (N, h·w, C_out) @ (C_out, k): one matrix product on g's NHWC rows, forward and back
+            cols = torch.matmul(flat_spatial(g, True), weight.reshape(c_out, k)).transpose(1, 2)
+        else:
+            cols = torch.matmul(weight.reshape(c_out, k).t(), g.flatten(2))
         return F.fold(cols, tuple(shape[2:]), tuple(weight.shape[2:]), dilation, padding, stride)
-    empty = g.new_empty(()).expand(tuple(shape))
+    # the input's values are not read, but its layout picks the kernel's: a mismatch with g would copy g
+    if channels_last(g):
+        empty = torch.empty(tuple(shape), dtype=g.dtype, device=g.device, memory_format=torch.channels_last)
+    else:
+        empty = g.new_empty(()).expand(tuple(shape))
     return _conv_backward(g, empty, weight, None, stride, padding, dilation, False, [0, 0], groups, [True, False, False])[0]
 
 
@@ -141,24 +158,44 @@ class ConvBN(Function):
         return grad_x, grad_ws * s, None if bias is None else grad_t * scale, grad_s, grad_t, None, None
 
 
+class _MaskMul(Function):
+    """g · mask for a constant 0/1 ``mask`` (a ReLU's backward), in the layout of :func:`masked`; linear in g."""
+
+    @staticmethod
+    def forward(g, mask):
+        return masked(g, mask)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1])
+
+    @staticmethod
+    def backward(ctx, gg):
+        return _MaskMul.apply(gg, ctx.saved_tensors[0]), None
+
+    @staticmethod
+    def vmap(info, in_dims, g, mask):
+        g, mask = _batched_first(info, in_dims, g, mask)
+        return masked(g, mask), 0
+
+
 class _ReLU(Function):
-    """ReLU (in place when asked, as ``F.relu``) whose backward multiplies by its saved 0/1 mask."""
+    """ReLU (never in place: see :class:`RewrittenLayers`) whose backward multiplies by its saved 0/1 mask."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x, inplace):
-        return x.relu_() if inplace else torch.relu(x)
+    def forward(x):
+        return torch.relu(x)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        if inputs[1]:
-            ctx.mark_dirty(inputs[0])
-        ctx.save_for_backward((output > 0).to(output.dtype))
+        ctx.save_for_backward(output)  # the mask is made when needed: a ReLU that only feeds a max-pool never is
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.saved_tensors[0], None
+        (output,) = ctx.saved_tensors
+        return _MaskMul.apply(g, (output > 0).to(output.dtype))
 
 
 class _Unpool(Function):
@@ -166,7 +203,7 @@ class _Unpool(Function):
 
     @staticmethod
     def forward(g, indices, shape):
-        return g.new_zeros(*shape[:2], shape[2] * shape[3]).scatter_(-1, indices.flatten(2), g.flatten(2)).view(shape)
+        return scatter_spatial(g, indices, shape)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -175,13 +212,12 @@ class _Unpool(Function):
     @staticmethod
     def backward(ctx, gg):
         (indices,) = ctx.saved_tensors
-        return gg.flatten(2).gather(-1, indices.flatten(2)).view(indices.shape), None, None
+        return gather_spatial(gg, indices), None, None
 
     @staticmethod
     def vmap(info, in_dims, g, indices, shape):
         g, indices = _batched_first(info, in_dims[:2], g, indices)
-        out = g.new_zeros(len(g), *shape[:2], shape[2] * shape[3]).scatter(-1, indices.flatten(3), g.flatten(3))
-        return out.view(len(g), *shape), 0
+        return scatter_spatial(g, indices, (len(g), *shape)), 0
 
 
 class _MaxPool(Function):
@@ -207,11 +243,21 @@ class _MaxPool(Function):
 
 class RewrittenLayers(TorchFunctionMode):
     """Routes 4-D ``F.conv2d``, ``F.relu`` and ``F.max_pool2d`` to the Functions above; remembers conv outputs,
-    so that a training-mode BN of one becomes a :class:`ConvBN`."""
+    so that a training-mode BN of one becomes a :class:`ConvBN`, and ReLU outputs, so that max-pooling of one
+    runs as ReLU of the max-pooled input: max-pool(ReLU(h)) = ReLU(max-pool(h)) exactly (max commutes with any
+    nondecreasing map, and where the windows tie the gradient is zero either way), and the backward then
+    multiplies by the ReLU's mask at the pooled resolution, on 1/4 of the entries for a 2×2 pool. ReLU runs out
+    of place even when asked in place (``inplace=True``), so that h keeps its values and history for that: the
+    returned tensor is the same, only the input is left as it was."""
 
     def __init__(self):
         super().__init__()
         self.convs: dict[int, tuple] = {}
+        self.relus: dict[int, tuple] = {}
+
+    def clear(self) -> None:
+        self.convs.clear()
+        self.relus.clear()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -223,12 +269,18 @@ class RewrittenLayers(TorchFunctionMode):
                 self.convs[id(h)] = (h, a["input"], a["weight"], a.get("bias"), geometry)
                 return h
         elif func is F.relu or func is torch.relu:
-            return _ReLU.apply(args[0] if args else kwargs["input"], bool(kwargs.get("inplace", args[1:2] == (True,))))
+            h = args[0] if args else kwargs["input"]
+            out = _ReLU.apply(h)
+            self.relus[id(out)] = (out, h)
+            return out
         elif func is F.max_pool2d:
             a = {"padding": 0, "dilation": 1, "ceil_mode": False, **dict(zip(POOL_ARGS, args)), **kwargs}
             if not a.get("return_indices") and a["input"].dim() == 4:
                 kernel = _pair(a["kernel_size"])
                 geometry = (kernel, _pair(a.get("stride") or kernel), _pair(a["padding"]), _pair(a["dilation"]),
                             bool(a["ceil_mode"]))
+                relu = self.relus.get(id(a["input"]))
+                if relu is not None and relu[0] is a["input"]:
+                    return _ReLU.apply(_MaxPool.apply(relu[1], geometry)[0])
                 return _MaxPool.apply(a["input"], geometry)[0]
         return func(*args, **kwargs)
