@@ -64,9 +64,25 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """The safetensors serialisation of ``tensors``, the same bytes for the same tensors and metadata: the
+    library writes its metadata map in a random order per call (a Rust HashMap), so it is re-written sorted
+    (same length, so the padding and the tensor offsets stay as they are)."""
+    raw = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    if not metadata:
+        return raw
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:  # cannot happen for the same content; keep the library's bytes rather than guess
+        return raw
+    return raw[:8] + text.ljust(n) + raw[8 + n:]
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Atomically write a dict of tensors as safetensors."""
-    atomic_write_bytes(path, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
+    atomic_write_bytes(path, safetensors_bytes(tensors))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

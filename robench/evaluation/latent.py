@@ -15,13 +15,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as save_safetensors
 
 from robench.attacks import build_attack
 from robench.data import load_dataset, stratified_subset
 from robench.errors import RobenchError
 from robench.evaluation.epsilon import absolute_radii
-from robench.files import atomic_write_bytes
+from robench.files import atomic_write_bytes, safetensors_bytes
 from robench.models.checkpoints import load_checkpoint
 
 
@@ -71,7 +70,7 @@ def write_latent(run_dir: str | Path, out: str | Path, step: LatentSpec, *, devi
                 "model_sha256": meta["model_sha256"], "attack": step.attack, "eps": repr(step.eps),
                 "eps_mode": step.eps_mode, "classes": ",".join(str(c) for c in step.classes)}
     tensors = {"z_clean": z_clean.contiguous(), "z_attacked": z_attacked.contiguous(), "labels": y.cpu().long()}
-    atomic_write_bytes(out, save_safetensors(tensors, metadata=metadata))
+    atomic_write_bytes(out, safetensors_bytes(tensors, metadata))
     return Path(out)
 
 
