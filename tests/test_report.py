@@ -467,14 +467,30 @@ def test_bare_csv_small_sample_warning_and_identity_labels(tmp_path):
                                      ("runs/b/ce", SHA_A): "b/ce (aaaaaaaa)", ("runs/b/ce", SHA_B): "b/ce (bbbbbbbb)"}
 
 
+MAX_ANTIALIASED_PIXELS = 20
+"""fig3-latent.png re-renders with up to 8 pixels of its rotated y-axis label antialiased differently in some
+processes (matplotlib/FreeType state, not robench's data or RNG; 2026-12-02): a PNG may differ in at most this
+many pixels, of the same size; every other file must be equal byte for byte."""
+
+
+def _antialiasing_only(new: Path, old: Path) -> bool:
+    if new.suffix != ".png":
+        return False
+    from PIL import Image
+
+    a, b = (np.asarray(Image.open(f).convert("RGBA")).astype(int) for f in (new, old))
+    return a.shape == b.shape and int((a != b).any(-1).sum()) <= MAX_ANTIALIASED_PIXELS
+
+
 def test_report_reproduces_the_committed_results_byte_for_byte(tmp_path):
     """``robench report`` on a committed results directory rewrites every file it wrote, unchanged (the
-    recipe's [report] compare_paper is read back from manifest.json)."""
+    recipe's [report] compare_paper is read back from manifest.json; PNGs: see :data:`MAX_ANTIALIASED_PIXELS`)."""
     committed = Path(__file__).resolve().parents[1] / "results" / "fashion-mnist-cpu"
     copy = tmp_path / "fashion-mnist-cpu"
     shutil.copytree(committed, copy)
     written = write_report(copy)
     assert len(written) >= 15 and any(p.name == "table1.md" for p in written)
-    differ = [p.name for p in written if p.read_bytes() != (committed / p.relative_to(copy)).read_bytes()]
+    differ = [p.name for p in written if p.read_bytes() != (committed / p.relative_to(copy)).read_bytes()
+              and not _antialiasing_only(p, committed / p.relative_to(copy))]
     assert differ == []
     assert "(paper 92.69)" in (copy / "table1.md").read_text()
