@@ -59,15 +59,16 @@ def _input_grad(g: torch.Tensor, weight: torch.Tensor, shape, geometry) -> torch
     of Wᵀg, on CPU 3× faster than oneDNN's kernel with its few output channels."""
     stride, padding, dilation, groups = geometry
     c_out, k = weight.shape[0], weight[0].numel()
-    if groups == 1 and k <= c_out and g.device.type == "cpu" and (shape[1] == 1 or not channels_last(g)):
+    nhwc = channels_last(g)
+    if groups == 1 and k <= c_out and g.device.type == "cpu" and (shape[1] == 1 or not nhwc):
         # (for C_in > 1 fold would return NCHW rows among channels-last ones: oneDNN's kernel keeps the layout)
-        if channels_last(g):  # (N, h·w, C_out) @ (C_out, k): one matrix product on g's NHWC rows, forward and back
+        if nhwc:  # (N, h·w, C_out) @ (C_out, k): one matrix product on g's NHWC rows, forward and back
             cols = torch.matmul(flat_spatial(g, True), weight.reshape(c_out, k)).transpose(1, 2)
         else:
             cols = torch.matmul(weight.reshape(c_out, k).t(), g.flatten(2))
         return F.fold(cols, tuple(shape[2:]), tuple(weight.shape[2:]), dilation, padding, stride)
     # the input's values are not read, but its layout picks the kernel's: a mismatch with g would copy g
-    if channels_last(g):
+    if nhwc:
         empty = torch.empty(tuple(shape), dtype=g.dtype, device=g.device, memory_format=torch.channels_last)
     else:
         empty = g.new_empty(()).expand(tuple(shape))
