@@ -372,7 +372,7 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else "MET" if ok else "NOT MET"
 
 
-def print_targets(all_results: dict, audits: dict, peer_audits: dict | None = None) -> None:
+def print_targets(all_results: dict, audits: dict, peer_audits: dict) -> None:
     print("\nTargets")
     print("1. robench audit takes no more time than torchattacks' standard AutoAttack (L-inf, as shipped)")
     for ckpt, audit in audits.items():
@@ -384,7 +384,7 @@ def print_targets(all_results: dict, audits: dict, peer_audits: dict | None = No
             ok100 = audit["seconds"] <= ta100.seconds
             print(f"   {ckpt}: like for like, AutoAttack's budgets: audit {audit['seconds']:.1f} s vs AutoAttack with "
                   f"its parts at 100 iterations {ta100.seconds:.1f} s -> {verdict(ok100)}")
-        peer = (peer_audits or {}).get(ckpt)
+        peer = peer_audits.get(ckpt)
         if peer is not None and ta is not None:
             ok_peer = peer["seconds"] <= ta.seconds and peer["report"]["worst"] <= ta.accuracy + 1e-9
             print(f"   {ckpt}: like for like, torchattacks' budgets: audit {peer['seconds']:.1f} s, worst "
