@@ -11,6 +11,8 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,6 +20,7 @@ from typer.testing import CliRunner
 
 from robench.cli import app
 from robench.evaluation.latent import snapshot_model_sha256
+from robench.evaluation import store as store_module
 from robench.evaluation.store import ResultStore
 from robench.files import file_sha256
 from robench.results import read_attack_rows
@@ -105,7 +108,9 @@ def test_four_concurrent_attack_processes_lose_and_double_nothing(checkpoint, tm
                                str(out), "--eps-grid", eps, "--n-samples", "24", "--device", "cpu", "--quiet", *args],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for args in CONCURRENT]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
+    failed = [f"{args}: exit {p.returncode}: {text[-1500:]}" for p, args, text in zip(procs, CONCURRENT, outputs)
+              if p.returncode != 0]
+    assert not failed, "\n".join(failed)
     df = pd.read_csv(out)
     attacks, worst = df[df.attack != "worst"], df[df.attack == "worst"]
     n_eps = len(eps.split(","))
@@ -113,6 +118,58 @@ def test_four_concurrent_attack_processes_lose_and_double_nothing(checkpoint, tm
     assert len(worst) == n_eps and (worst["source"].str.count(r" \+ ") == 3).all()  # every attack in every worst row
     for e, group in attacks.groupby("eps"):
         assert worst.set_index("eps").loc[e, "accuracy"] <= group["accuracy"].min() + 1e-12
+
+
+def test_a_check_never_reads_the_csv_between_a_writers_commit_and_its_export(checkpoint, tmp_path, monkeypatch):
+    """The race behind a rare failure of the test above: a check read the store's last export, another process
+    then wrote a row, and the check compared the new CSV with the old export and refused a sound file. Here a
+    writer thread is let run exactly inside a check's window; the check must look again and pass."""
+    out = tmp_path / "a.csv"
+    assert attack("--checkpoint", checkpoint, "--out", out, "--eps-grid", "0,0.1").exit_code == 0
+    store = ResultStore(out)
+    row = dict(read_attack_rows(out)[0], eps="0.05")
+    reader, read_bytes, writers = threading.get_ident(), Path.read_bytes, []
+
+    def read_bytes_after_a_write(path):
+        if threading.get_ident() == reader and path == out and not writers:
+            writers.append(threading.Thread(target=ResultStore(out).put, args=(row, None)))
+            writers[0].start()
+            writers[0].join(timeout=30)  # the other process's whole write lands here
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes_after_a_write)
+    store.check()
+    monkeypatch.undo()
+    assert writers and not writers[0].is_alive() and {r["eps"] for r in store.rows()} == {"0.0", "0.05", "0.1"}
+    store.check()
+
+
+def test_a_csv_taken_over_by_a_new_store_stays_sound_for_a_check_during_the_first_write(checkpoint, tmp_path,
+                                                                                       monkeypatch):
+    """A CSV without a store (an older robench's): between the first writer's commit and its export the CSV on disk
+    is the one the store was built from, and a check then must accept it."""
+    out = tmp_path / "a.csv"
+    assert attack("--checkpoint", checkpoint, "--out", out, "--eps-grid", "0,0.1").exit_code == 0
+    ResultStore(out).path.unlink()
+    row = dict(read_attack_rows(out)[0], eps="0.05")
+    committed, checked = threading.Event(), threading.Event()
+    real_write = store_module.atomic_write_bytes
+
+    def write_after_a_check(path, data):
+        committed.set()
+        checked.wait(timeout=30)
+        real_write(path, data)
+
+    monkeypatch.setattr(store_module, "atomic_write_bytes", write_after_a_check)
+    writer = threading.Thread(target=ResultStore(out).put, args=(row, None))
+    writer.start()
+    assert committed.wait(timeout=30)
+    try:
+        ResultStore(out).check()
+    finally:
+        checked.set()
+        writer.join(timeout=30)
+    assert {r["eps"] for r in ResultStore(out).rows()} == {"0.0", "0.05", "0.1"}
 
 
 DAMAGE = {

@@ -6,8 +6,9 @@ which reached the target; bit-packed). Writers change the store in one transacti
 rows and then rewrite the CSV atomically from it, worst rows included (:mod:`robench.evaluation.worst`),
 in a canonical order, so the CSV never depends on which process wrote which row first. A lock
 file (``.<stem>.lock``) serialises writers, so concurrent ``robench attack`` / ``robench run``
-processes on one results directory never lose or duplicate a row. The database keeps SQLite's
-rollback journal rather than WAL: results directories are committed to git, and in WAL mode
+processes on one results directory never lose or duplicate a row, and a check of the CSV that a
+writer overtakes looks again (:meth:`ResultStore.check_export`) rather than refuse a sound file.
+The database keeps SQLite's rollback journal rather than WAL: results directories are committed to git, and in WAL mode
 committed rows can wait in a ``-wal`` file that a commit of the database alone would leave out.
 
 The CSV is guarded: before every write it must read cleanly (:func:`robench.results.read_attack_rows`)
@@ -33,7 +34,7 @@ import torch
 
 from robench.errors import RobenchError
 from robench.evaluation.worst import WORST, worst_rows
-from robench.files import atomic_write_bytes, load_tensors
+from robench.files import atomic_write_bytes, file_sha256, load_tensors
 from robench.results import (ATTACK_COLUMNS, attack_csv_text, read_attack_rows, row_cells, row_identity, row_key)
 
 SCHEMA = """
@@ -207,11 +208,24 @@ class ResultStore:
             db.close()
 
     def check_export(self, db: sqlite3.Connection) -> None:
-        """The CSV on disk must be the store's last export (or the one a killed writer was renaming)."""
+        """The CSV on disk must be the store's last export (or the one a killed writer was renaming).
+
+        Lock-free for readers, like a seqlock: the exports the store knows are read before and after the CSV,
+        and a CSV outside them is refused only when they did not change meanwhile. (A writer moves the store
+        through states whose CSV is always among the known exports, {A} -> {A, B} -> {A, B} with the CSV
+        renamed -> {B}; a check that read {A} and then a CSV another process had just exported, B, must look
+        again, not refuse a sound file.)
+        """
         if not self.csv.exists():
             return
-        known = {v for k, v in db.execute("SELECT key, value FROM meta") if k in ("csv_sha256", "pending_csv_sha256")}
-        if known and hashlib.sha256(self.csv.read_bytes()).hexdigest() not in known:
+        exports = lambda: {v for k, v in db.execute("SELECT key, value FROM meta")  # noqa: E731
+                           if k in ("csv_sha256", "pending_csv_sha256")}
+        known = exports()
+        while known and hashlib.sha256(self.csv.read_bytes()).hexdigest() not in known:
+            again = exports()
+            if again != known:
+                known = again
+                continue
             raise RobenchError(f"{self.csv} differs from what robench last wrote from {self.path.name} (edited by "
                                "hand?); both were left as they are: restore the CSV, or move it away to have it "
                                "rewritten from the store")
@@ -232,6 +246,8 @@ class ResultStore:
                        (slot_of(row), json.dumps(row_cells(row)), None if record is None else len(record[0]),
                         None if record is None else pack(record[0]), None if record is None else pack(record[1])))
         db.execute("INSERT INTO meta VALUES ('imported', 'yes')")
+        if self.csv.exists():  # the CSV it was built from stays a known export until this writer's replaces it
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('csv_sha256', ?)", (file_sha256(self.csv),))
 
     def upgrade(self, db: sqlite3.Connection) -> None:
         """Bring an older store's rows to the current columns (defaults for new ones) and their slots."""
