@@ -1,9 +1,10 @@
 """The audit's intervals against published values, and the verdicts they change."""
 
 import pytest
+import torch
 
 from robench.evaluation import audit_checks as checks
-from robench.proportions import newcombe, noise_points, small_sample_note, wilson
+from robench.proportions import newcombe, noise_points, paired_newcombe, small_sample_note, wilson
 
 
 @pytest.mark.parametrize("k, n, low, high", [
@@ -47,16 +48,61 @@ def test_a_verdict_the_noise_could_overturn_is_warn():
     assert one_of_40.measured == 2.5 and one_of_40.status == "warn"
 
 
+@pytest.mark.parametrize("table, low, high", [
+    ((59, 6, 16, 80), -0.1186, -0.0046),
+])
+def test_paired_newcombe_matches_the_published_example(table, low, high):
+    """Fagerland, Lydersen & Laake (2017), "Statistical Analysis of Contingency Tables", ch. 8: complete response
+    before and after consolidation therapy (Cavo et al. 2012), the Newcombe square-and-add interval."""
+    assert paired_newcombe(*table) == pytest.approx((low, high), abs=5e-5)
+
+
+def flags(counts):
+    """Per-image records of two attacks from the counts (both correct, first only, second only, neither)."""
+    both, first, second, neither = counts
+    a = torch.tensor([True] * both + [True] * first + [False] * second + [False] * neither)
+    b = torch.tensor([True] * both + [False] * first + [True] * second + [False] * neither)
+    return a, b
+
+
+def test_paired_interval_counts_images_broken_both_ways():
+    """Two attacks that break different images: the gain is the same 2 points whether the images nest (20
+    broken by one only) or not (40 against 20), but the second interval is wider, and wider than the Wilson
+    interval of the 2-point share that a nesting assumption would give."""
+    nested = checks.difference_interval(*flags((380, 20, 0, 600)))
+    crossed = checks.difference_interval(*flags((360, 40, 20, 580)))
+    share = [round(100 * v, 2) for v in wilson(20, 1000)]
+    assert nested[0] > 0 and crossed[0] < nested[0] and crossed[1] > nested[1]
+    assert crossed[0] < share[0] and crossed[1] > share[1]
+    agree = checks.difference_interval(*flags((400, 0, 0, 600)))  # the same images broken
+    assert agree[0] == -agree[1] and 0 < agree[1] < nested[1] - nested[0]
+    with pytest.raises(ValueError):
+        checks.difference_interval(torch.ones(3, dtype=torch.bool), torch.ones(4, dtype=torch.bool))
+
+
 def test_difference_checks_use_the_paired_interval():
-    """Checks 1 and 4 compare two attacks on the same images: the interval is that of the share of images
-    between them (Wilson, signed), not Newcombe's independent one, which would never let them pass."""
-    rise = checks.check_monotone({0.0: 0.9, 0.1: 0.30, 0.2: 0.33}, 1000)
+    """Checks 1 and 4 compare two attacks on the same images: Newcombe's paired interval of their records, not
+    the independent one, which would never let them pass, nor the share between them alone."""
+    base = torch.arange(1000) < 300
+    rise = checks.check_monotone({0.0: torch.arange(1000) < 900, 0.1: base, 0.2: torch.arange(1000) < 330})
     assert rise.status == "fail" and rise.measured == 3.0
-    assert rise.interval == [round(100 * v, 2) for v in wilson(30, 1000)]
-    falling = checks.check_monotone({0.0: 0.9, 0.1: 0.40, 0.2: 0.38}, 1000)
-    assert falling.status == "pass" and falling.measured == -2.0 and falling.interval[1] < 0
-    gain = checks.check_attack_loss([("pgd-ce", 0.40, "pgd-margin", 0.39)], 1000)
-    assert gain.status == "pass" and gain.interval == [round(100 * v, 2) for v in wilson(10, 1000)]
-    assert newcombe(0.40, 0.39, 1000)[1] > 0.04  # why not Newcombe: its top alone is past the warn threshold
-    noisy = checks.check_attack_loss([("pgd-ce", 0.40, "pgd-margin", 0.385)], 200)  # 3 images of 200
-    assert noisy.measured == 1.5 and noisy.status == "warn"
+    assert rise.interval == [round(100 * v, 2) for v in paired_newcombe(300, 30, 0, 670)]
+    falling = checks.check_monotone({0.0: torch.arange(1000) < 900, 0.1: torch.arange(1000) < 400, 0.2: base})
+    assert falling.status == "pass" and falling.measured == -10.0 and falling.interval[1] < 0
+    ce, margin = flags((390, 10, 0, 600))
+    gain = checks.check_attack_loss([("pgd-ce", ce, "pgd-margin", margin)])
+    assert gain.status == "pass" and gain.measured == 1.0 and gain.interval[1] < 4
+    assert newcombe(0.40, 0.39, 1000)[1] > 0.04  # why not Newcombe's independent one: its top is past warn
+    nested = checks.check_attack_loss([("pgd-ce", *flags((385, 15, 0, 600))[:1], "pgd-margin",
+                                        flags((385, 15, 0, 600))[1])])
+    crossed = checks.check_attack_loss([("pgd-ce", *flags((300, 100, 85, 515))[:1], "pgd-margin",
+                                         flags((300, 100, 85, 515))[1])])
+    assert nested.measured == crossed.measured == 1.5 and nested.status == "pass"
+    assert crossed.status == "warn" and crossed.interval[1] > 4  # the same gain, images broken both ways
+    ce, margin = flags((72, 8, 5, 115))  # 3 images net of 200, 13 broken by one attack only
+    noisy = checks.check_attack_loss([("pgd-ce", ce, "pgd-margin", margin)])
+    assert noisy.measured == 1.5 and noisy.status == "warn" and "n = 200" not in noisy.detail
+    tgsm_ce, tgsm_margin = flags((70, 10, 0, 120))
+    largest = checks.check_attack_loss([("pgd-ce", ce, "pgd-margin", margin),
+                                        ("tgsm-ce", tgsm_ce, "tgsm-margin", tgsm_margin)])
+    assert largest.measured == 5.0 and "tgsm" in largest.detail

@@ -119,24 +119,30 @@ def audit_target(target: Target, cfg: AuditConfig, *, csv: str | Path, out_json:
     if missing or not acc["large-eps"]:
         raise RobenchError(f"audit rows missing from {csv} after the sweep: {', '.join(missing) or 'large-eps'}")
     pruned = [role for role in roles if role.stage != CHEAP]
-    standing = standing_after(ResultStore(csv), roles, cfg, meta, len(y), images)
+    store = ResultStore(csv)
+    record = lambda role, eps=cfg.check_eps: correct_at(store, role, meta, len(y), images, eps)  # noqa: E731
+    survivors = standing_after(store, roles, cfg, meta, len(y), images)
+    standing = {name: checks.accuracy(correct) for name, correct in survivors.items()}
     names = dict(zip((r.name for r in pruned), (role_name(r.name, cfg) for r in pruned)))
     strong = [r.name for r in pruned if r.stage == STRONG]
+    by_name = {role.name: role for role in roles}
     pgd_name, tgsm_name = f"PGD-{cfg.steps}", f"TGSM-{cfg.steps}"
-    pairs = [(pgd_name, at["pgd"], f"{pgd_name} margin", at["pgd-margin"]),
-             (tgsm_name, at["tgsm"], f"{tgsm_name} margin", at["tgsm-margin"])]
-    pairs += [(pgd_name, at["pgd"], f"{pgd_name} DLR", at["pgd-dlr"])] if "pgd-dlr" in at else []
-    pairs += [(tgsm_name, at["tgsm"], f"{tgsm_name} DLR", at["tgsm-dlr"])] if "tgsm-dlr" in at else []
-    pairs += [("APGD-CE (images still standing)", standing["apgd-ce"], "APGD-T DLR after it", standing["apgd-t"])] \
+    pairs = [(pgd_name, record(by_name["pgd"]), f"{pgd_name} margin", record(by_name["pgd-margin"])),
+             (tgsm_name, record(by_name["tgsm"]), f"{tgsm_name} margin", record(by_name["tgsm-margin"]))]
+    pairs += [(pgd_name, record(by_name["pgd"]), f"{pgd_name} DLR", record(by_name["pgd-dlr"]))] \
+        if "pgd-dlr" in at else []
+    pairs += [(tgsm_name, record(by_name["tgsm"]), f"{tgsm_name} DLR", record(by_name["tgsm-dlr"]))] \
+        if "tgsm-dlr" in at else []
+    pairs += [("APGD-CE (images still standing)", survivors["apgd-ce"], "APGD-T DLR after it", survivors["apgd-t"])] \
         if "apgd-t" in at else []
     order = ["cheap", *strong] + [r.name for r in pruned if r.stage != STRONG]
     black = [(names[role], standing[order[order.index(role) - 1]], standing[role]) for role in order[len(strong) + 1:]]
     fraction, zero, nonfinite = checks.zero_gradient_fraction(model, x, y, cfg.batch_size, dev)
-    results = [checks.check_monotone(acc["pgd"], len(y)),
+    results = [checks.check_monotone({eps: record(by_name["pgd"], eps) for eps in acc["pgd"]}),
                checks.check_large_eps(acc["large-eps"][cfg.large_eps], meta["num_classes"], cfg.large_eps, len(y)),
                checks.check_convergence(standing["cheap"], standing[strong[-1]], "every cheap attack",
                                         ", ".join(names[r] for r in strong), len(y)),
-               checks.check_attack_loss(pairs, len(y)),
+               checks.check_attack_loss(pairs),
                checks.check_black_box(black, len(y), "" if source else f"transfer skipped: {source_note}"),
                checks.check_zero_gradient(fraction, zero, nonfinite, len(y)),
                checks.check_deterministic(model, x, cfg.batch_size, dev)]
@@ -167,26 +173,28 @@ def audit_target(target: Target, cfg: AuditConfig, *, csv: str | Path, out_json:
     return report
 
 
-def standing_after(store: ResultStore, roles: list[Role], cfg: AuditConfig, meta: dict, n: int,
-                   images: str) -> dict[str, float]:
-    """The accuracy still standing at ε_c after every cheap attack (``"cheap"``) and after each later role, in order:
-    per-image ANDs of the rows' records (the same with and without pruning)."""
-    def correct(role: Role):
-        found = store.record(expected_row(role.spec, meta, n, images, cfg.check_eps))
-        if found is None:
-            raise RobenchError(f"the audit's {role.name} row at eps {cfg.check_eps:g} has no per-image record in "
-                               f"{store.csv}")
-        return found[0]
+def correct_at(store: ResultStore, role: Role, meta: dict, n: int, images: str, eps: float) -> torch.Tensor:
+    """The per-image correct flags of ``role``'s row at ``eps``."""
+    found = store.record(expected_row(role.spec, meta, n, images, eps))
+    if found is None:
+        raise RobenchError(f"the audit's {role.name} row at eps {eps:g} has no per-image record in {store.csv}")
+    return found[0]
 
+
+def standing_after(store: ResultStore, roles: list[Role], cfg: AuditConfig, meta: dict, n: int,
+                   images: str) -> dict[str, torch.Tensor]:
+    """The images still standing at ε_c after every cheap attack (``"cheap"``) and after each later role, in
+    order: per-image ANDs of the rows' records (the same with and without pruning)."""
     survived = None
     for role in roles:
         if role.stage == CHEAP and role.name != "large-eps":
-            survived = correct(role) if survived is None else survived & correct(role)
-    standing = {"cheap": float(survived.float().mean())}
+            correct = correct_at(store, role, meta, n, images, cfg.check_eps)
+            survived = correct if survived is None else survived & correct
+    standing = {"cheap": survived}
     for role in roles:
         if role.stage != CHEAP:
-            survived = survived & correct(role)
-            standing[role.name] = float(survived.float().mean())
+            survived = survived & correct_at(store, role, meta, n, images, cfg.check_eps)
+            standing[role.name] = survived
     return standing
 
 

@@ -17,10 +17,10 @@ Thresholds (points = percentage points of accuracy on the audited subset):
    warn if only the predictions agree, fail otherwise.
 
 **Noise.** Every measured value carries its 95 % interval over the n audited images (``interval``,
-in the value's unit): Wilson for a share of images (checks 2, 3, 5, 6), the interval of a paired
-difference of two accuracies on the same images for checks 1 and 4 (:func:`difference_interval`,
-:mod:`robench.proportions`). A verdict the noise could overturn is ``warn``: for the checks that
-compare two accuracies (1, 3, 4, 5), ``pass`` needs the interval's top within the warn threshold and
+in the value's unit): Wilson for a share of images (checks 2, 3, 5, 6), Newcombe's paired interval of
+a difference of two accuracies on the same images, from their per-image records, for checks 1 and 4
+(:func:`difference_interval`, :mod:`robench.proportions`). A verdict the noise could overturn is
+``warn``: for the checks that compare two accuracies (1, 3, 4, 5), ``pass`` needs the interval's top within the warn threshold and
 ``fail`` its bottom above the pass threshold. Checks 2 and 6 grade a level measured on the audited
 images themselves, by its value, and show its interval. At n ≤ 100 images the detail says how many
 points one image is.
@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from robench.proportions import small_sample_note, wilson
+from robench.proportions import paired_newcombe, small_sample_note, wilson
 
 STATUSES = ("pass", "warn", "fail", "skipped")
 
@@ -82,17 +82,27 @@ def share_interval(share: float, n: int) -> list[float]:
     return [pts(low), pts(high)]
 
 
-def difference_interval(a: float, b: float, n: int) -> list[float]:
-    """The paired interval, in points, of accuracy ``a`` − accuracy ``b``, both measured on the same ``n`` images.
+def difference_interval(first: torch.Tensor, second: torch.Tensor) -> list[float]:
+    """The paired 95 % interval, in points, of accuracy(``first``) − accuracy(``second``): the per-image
+    correct flags of two attacks on the same images.
 
-    Two attacks on the same images are paired: what varies is the share of images one breaks and the other
-    does not. When their successes nest (a larger eps, or a stronger loss, breaks what the weaker broke and
-    more; the audit's attacks are built so), that share is |a − b| and its Wilson interval, signed, is the
-    interval of the difference. Newcombe's interval for independent samples
-    (:func:`robench.proportions.newcombe`) would be ±4 pts wide at 40 % on 1,000 images, wider than the
-    thresholds themselves, and no check could ever pass."""
-    low, high = share_interval(abs(a - b), n)
-    return [low, high] if a >= b else [-high, -low]
+    Two attacks on the same images are paired: what varies is the images one breaks and the other does not,
+    and both kinds occur (other random starts, another loss). Newcombe's paired interval
+    (:func:`robench.proportions.paired_newcombe`) counts both from the 2 × 2 table of the two records; the
+    interval for independent samples (:func:`robench.proportions.newcombe`) would be ±4 pts wide at 40 % on
+    1,000 images, wider than the thresholds, and no check could ever pass."""
+    first, second = first.bool().flatten(), second.bool().flatten()
+    if first.shape != second.shape or first.numel() == 0:
+        raise ValueError(f"difference_interval: two records of the same images, got {first.numel()} and "
+                         f"{second.numel()} flags")
+    both, first_only = int((first & second).sum()), int((first & ~second).sum())
+    second_only = int((~first & second).sum())
+    low, high = paired_newcombe(both, first_only, second_only, first.numel() - both - first_only - second_only)
+    return [pts(low), pts(high)]
+
+
+def accuracy(correct: torch.Tensor) -> float:
+    return float(correct.float().mean())
 
 
 def with_noise(detail: str, interval: list[float], n: int, unit: str = "pts") -> str:
@@ -102,14 +112,17 @@ def with_noise(detail: str, interval: list[float], n: int, unit: str = "pts") ->
     return "; ".join(p for p in parts if p)
 
 
-def check_monotone(accuracy_by_eps: dict[float, float], n: int) -> Check:
+def check_monotone(correct_by_eps: dict[float, torch.Tensor]) -> Check:
+    """``correct_by_eps``: PGD's per-image correct flags at each ε of an independent sweep, on the same images."""
     q = "PGD accuracy falls monotonically with eps (independent sweep)"
-    eps = sorted(accuracy_by_eps)
-    rises = [(pts(accuracy_by_eps[b] - accuracy_by_eps[a]), a, b) for a, b in zip(eps, eps[1:])]
+    eps = sorted(correct_by_eps)
+    acc = {e: accuracy(correct_by_eps[e]) for e in eps}
+    rises = [(pts(acc[b] - acc[a]), a, b) for a, b in zip(eps, eps[1:])]
     if not rises:
         return Check(1, "monotone", q, None, "n/a", "rise <= 0.5 pts", "skipped", "needs at least two eps")
     rise, a, b = max(rises)
-    interval = difference_interval(accuracy_by_eps[b], accuracy_by_eps[a], n)
+    n = len(correct_by_eps[a])
+    interval = difference_interval(correct_by_eps[b], correct_by_eps[a])
     detail = (f"largest rise between eps {a:g} and {b:g}" if rise > 0 else
               f"no rise over {len(eps)} eps (the smallest fall, eps {a:g} to {b:g}, shown)")
     return Check(1, "monotone", q, rise, f"{rise:+.1f} pts", "rise <= 0.5 pts (warn <= 2)",
@@ -138,16 +151,21 @@ def check_convergence(weak: float, strong: float, weak_name: str, strong_name: s
                             interval, n), interval)
 
 
-def check_attack_loss(pairs: list[tuple[str, float, str, float]], n: int) -> Check:
-    """``pairs``: (CE attack name, its accuracy, adaptive attack name, its accuracy) at the same budget."""
+def check_attack_loss(pairs: list[tuple[str, torch.Tensor, str, torch.Tensor]]) -> Check:
+    """``pairs``: (CE attack name, its per-image correct flags, adaptive attack name, its flags) at the same
+    budget, on the same images."""
     q = "margin/DLR losses do not beat CE by more than 2 pts"
     if not pairs:
         return Check(4, "attack-loss", q, None, "n/a", "gain <= 2 pts", "skipped", "no margin/DLR attack ran")
-    gain, ce_name, ce_acc, name, acc = max((pts(c - a), cn, c, an, a) for cn, c, an, a in pairs)
-    detail = f"{name} {100 * acc:.1f} % vs {ce_name} {100 * ce_acc:.1f} % (largest of {len(pairs)} pairs)"
-    interval = difference_interval(ce_acc, acc, n)
+    *_, i = max((pts(accuracy(c) - accuracy(a)), cn, accuracy(c), an, accuracy(a), i)
+                for i, (cn, c, an, a) in enumerate(pairs))
+    ce_name, ce_correct, name, correct = pairs[i]
+    gain = pts(accuracy(ce_correct) - accuracy(correct))
+    detail = (f"{name} {100 * accuracy(correct):.1f} % vs {ce_name} {100 * accuracy(ce_correct):.1f} % "
+              f"(largest of {len(pairs)} pairs)")
+    interval = difference_interval(ce_correct, correct)
     return Check(4, "attack-loss", q, gain, f"{gain:+.1f} pts", "gain <= 2 pts (warn <= 4)",
-                 noisy_grade(gain, interval, 2.0, 4.0), with_noise(detail, interval, n), interval)
+                 noisy_grade(gain, interval, 2.0, 4.0), with_noise(detail, interval, len(correct)), interval)
 
 
 def check_black_box(black: list[tuple[str, float, float]], n: int, skipped: str = "") -> Check:
