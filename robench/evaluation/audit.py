@@ -20,6 +20,7 @@ reported beside it.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -120,8 +121,12 @@ def audit_target(target: Target, cfg: AuditConfig, *, csv: str | Path, out_json:
         raise RobenchError(f"audit rows missing from {csv} after the sweep: {', '.join(missing) or 'large-eps'}")
     pruned = [role for role in roles if role.stage != CHEAP]
     store = ResultStore(csv)
-    record = lambda role, eps=cfg.check_eps: correct_at(store, role, meta, len(y), images, eps)  # noqa: E731
-    survivors = standing_after(store, roles, cfg, meta, len(y), images)
+
+    @functools.cache
+    def record(role: Role, eps: float = cfg.check_eps) -> torch.Tensor:  # each row's record read once
+        return correct_at(store, role, meta, len(y), images, eps)
+
+    survivors = standing_after(roles, record)
     standing = {name: checks.accuracy(correct) for name, correct in survivors.items()}
     names = dict(zip((r.name for r in pruned), (role_name(r.name, cfg) for r in pruned)))
     strong = [r.name for r in pruned if r.stage == STRONG]
@@ -181,19 +186,17 @@ def correct_at(store: ResultStore, role: Role, meta: dict, n: int, images: str, 
     return found[0]
 
 
-def standing_after(store: ResultStore, roles: list[Role], cfg: AuditConfig, meta: dict, n: int,
-                   images: str) -> dict[str, torch.Tensor]:
+def standing_after(roles: list[Role], record) -> dict[str, torch.Tensor]:
     """The images still standing at ε_c after every cheap attack (``"cheap"``) and after each later role, in
-    order: per-image ANDs of the rows' records (the same with and without pruning)."""
+    order: per-image ANDs of the rows' records (``record(role)``; the same with and without pruning)."""
     survived = None
     for role in roles:
         if role.stage == CHEAP and role.name != "large-eps":
-            correct = correct_at(store, role, meta, n, images, cfg.check_eps)
-            survived = correct if survived is None else survived & correct
+            survived = record(role) if survived is None else survived & record(role)
     standing = {"cheap": survived}
     for role in roles:
         if role.stage != CHEAP:
-            survived = survived & correct_at(store, role, meta, n, images, cfg.check_eps)
+            survived = survived & record(role)
             standing[role.name] = survived
     return standing
 

@@ -20,10 +20,10 @@ Thresholds (points = percentage points of accuracy on the audited subset):
 in the value's unit): Wilson for a share of images (checks 2, 3, 5, 6), Newcombe's paired interval of
 a difference of two accuracies on the same images, from their per-image records, for checks 1 and 4
 (:func:`difference_interval`, :mod:`robench.proportions`). A verdict the noise could overturn is
-``warn``: for the checks that compare two accuracies (1, 3, 4, 5), ``pass`` needs the interval's top within the warn threshold and
-``fail`` its bottom above the pass threshold. Checks 2 and 6 grade a level measured on the audited
-images themselves, by its value, and show its interval. At n ≤ 100 images the detail says how many
-points one image is.
+``warn``: for the checks that compare two accuracies (1, 3, 4, 5), ``pass`` needs the interval's top
+within the warn threshold and ``fail`` its bottom above the pass threshold. Checks 2 and 6 grade a
+level measured on the audited images themselves, by its value, and show its interval. At n ≤ 100
+images the detail says how many points one image is.
 
 A check whose attacks could not run (e.g. DLR with fewer than three classes, transfer without a
 cross-entropy checkpoint) is ``skipped`` with the reason.
@@ -157,13 +157,12 @@ def check_attack_loss(pairs: list[tuple[str, torch.Tensor, str, torch.Tensor]]) 
     q = "margin/DLR losses do not beat CE by more than 2 pts"
     if not pairs:
         return Check(4, "attack-loss", q, None, "n/a", "gain <= 2 pts", "skipped", "no margin/DLR attack ran")
-    *_, i = max((pts(accuracy(c) - accuracy(a)), cn, accuracy(c), an, accuracy(a), i)
-                for i, (cn, c, an, a) in enumerate(pairs))
-    ce_name, ce_correct, name, correct = pairs[i]
-    gain = pts(accuracy(ce_correct) - accuracy(correct))
-    detail = (f"{name} {100 * accuracy(correct):.1f} % vs {ce_name} {100 * accuracy(ce_correct):.1f} % "
-              f"(largest of {len(pairs)} pairs)")
-    interval = difference_interval(ce_correct, correct)
+    scored = [(pts(accuracy(c) - accuracy(a)), cn, accuracy(c), an, accuracy(a), i)
+              for i, (cn, c, an, a) in enumerate(pairs)]
+    gain, ce_name, ce_acc, name, acc, i = max(scored)  # ties: as by name, then index (no tensor compared)
+    detail = f"{name} {100 * acc:.1f} % vs {ce_name} {100 * ce_acc:.1f} % (largest of {len(pairs)} pairs)"
+    correct = pairs[i][3]
+    interval = difference_interval(pairs[i][1], correct)
     return Check(4, "attack-loss", q, gain, f"{gain:+.1f} pts", "gain <= 2 pts (warn <= 4)",
                  noisy_grade(gain, interval, 2.0, 4.0), with_noise(detail, interval, len(correct)), interval)
 

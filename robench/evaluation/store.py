@@ -8,8 +8,9 @@ in a canonical order, so the CSV never depends on which process wrote which row 
 file (``.<stem>.lock``) serialises writers, so concurrent ``robench attack`` / ``robench run``
 processes on one results directory never lose or duplicate a row, and a check of the CSV that a
 writer overtakes looks again (:meth:`ResultStore.check_export`) rather than refuse a sound file.
-The database keeps SQLite's rollback journal rather than WAL: results directories are committed to git, and in WAL mode
-committed rows can wait in a ``-wal`` file that a commit of the database alone would leave out.
+The database keeps SQLite's rollback journal rather than WAL: results directories are committed to
+git, and in WAL mode committed rows can wait in a ``-wal`` file that a commit of the database alone
+would leave out.
 
 The CSV is guarded: before every write it must read cleanly (:func:`robench.results.read_attack_rows`)
 and be byte for byte the last export (its SHA-256 is kept in the store), so a damaged or
